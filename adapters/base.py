@@ -1,0 +1,205 @@
+"""The contract every framework adapter fulfils.
+
+An adapter wraps ONE neuron module of a framework (snnTorch, SpikingJelly, Norse, ...) and gives
+rules a uniform, framework-free view of it, per forward call, time-first:
+
+* ``s``   output spikes, ``[T, B, *features]`` (``T = 1`` for a single-step call),
+* ``u``   the membrane value that was compared with the threshold (pre-reset),
+* ``psi`` the surrogate derivative at ``u`` (``dS/du`` of the framework's own surrogate),
+
+plus a :class:`NeuronSpec` (decays, input gain, threshold, reset kind, firing comparison) from
+which rules derive their eligibility filters. ``u`` and ``psi`` are computed only when a rule
+reads them, so a rule that needs spikes alone (STDP) pays nothing for them.
+
+Adapters also provide the writes competition rules need (a per-neuron threshold offset and a
+spike mask on the output), detaching the neuron state between calls (online rules), and
+resetting / saving / restoring the neuron state, which the frameworks leave out of
+``state_dict()``.
+
+The pre-synaptic input ``x`` is observed at the synapse by :mod:`plasticity_plugins.attach`, not
+here, because the synapse is a plain ``torch.nn`` module in every framework.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+ResetKind = Literal["zero", "subtract", "none"]
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """Sub-threshold dynamics of a neuron module, in the frameworks' common discrete form.
+
+    One time step of every supported neuron is, with ``I[t]`` the neuron's input::
+
+        i[t] = syn_decay * i[t-1] + I[t]                  (only when syn_decay is not None)
+        u[t] = mem_decay * v[t-1] + input_gain * i[t]     (i = I without a synaptic current)
+        s[t] = H(u[t] - threshold)   (u >= threshold when fire_on_equal)
+        v[t] = reset(u[t], s[t])     (zero: reset_value, subtract: u - threshold, none: u)
+
+    Attributes:
+        framework: the framework's import name, e.g. ``"snntorch"``.
+        neuron: the neuron class name, e.g. ``"Leaky"``.
+        mem_decay: membrane decay per step (1 for a non-leaky integrate-and-fire neuron).
+        input_gain: factor on the input current (Norse: ``dt * tau_mem_inv``; else 1).
+        threshold: firing threshold (without any per-neuron offset).
+        reset: how the membrane is reset after a spike.
+        fire_on_equal: True when the neuron fires at ``u >= threshold`` (SpikingJelly),
+            False for ``u > threshold`` (snnTorch, Norse).
+        syn_decay: decay of a synaptic current (snnTorch Synaptic, Norse LIFCell), else None.
+        reset_value: the membrane value after a ``"zero"`` reset.
+    """
+
+    framework: str
+    neuron: str
+    mem_decay: float
+    input_gain: float
+    threshold: float
+    reset: ResetKind
+    fire_on_equal: bool
+    syn_decay: float | None = None
+    reset_value: float = 0.0
+
+
+class NeuronObservation:
+    """What one forward call of a neuron module produced, time-first ``[T, B, *features]``.
+
+    ``u`` and ``psi`` are evaluated on first access and cached.
+
+    Args:
+        s: output spikes (after any spike mask), ``[T, B, *features]``.
+        membrane: computes the pre-reset membrane ``u`` with the shape of ``s``.
+        surrogate: maps ``u`` to the surrogate derivative ``psi`` (threshold offset included).
+    """
+
+    def __init__(
+        self,
+        s: Tensor,
+        membrane: Callable[[], Tensor],
+        surrogate: Callable[[Tensor], Tensor],
+    ) -> None:
+        self.s = s
+        self._membrane = membrane
+        self._surrogate = surrogate
+
+    @cached_property
+    def u(self) -> Tensor:
+        """Pre-reset membrane potential, detached."""
+        return self._membrane().detach()
+
+    @cached_property
+    def psi(self) -> Tensor:
+        """Surrogate derivative ``dS/du`` evaluated at :attr:`u`, detached."""
+        return self._surrogate(self.u).detach()
+
+
+def surrogate_by_autograd(spike_fn: Callable[[Tensor], Tensor], centred: Tensor) -> Tensor:
+    """Surrogate derivative of a framework's own spike function, by autograd.
+
+    Args:
+        spike_fn: the framework's spike function of ``u - threshold``.
+        centred: ``u - threshold`` (any shape).
+
+    Returns:
+        ``d spike_fn / d centred`` elementwise (the spike functions are elementwise).
+    """
+    with torch.enable_grad():
+        v = centred.detach().clone().requires_grad_(True)
+        out = spike_fn(v)
+        (grad,) = torch.autograd.grad(out.sum(), v)
+    return grad
+
+
+class NeuronAdapter(abc.ABC):
+    """Uniform view of one framework neuron module (see the module docstring).
+
+    Subclasses set :attr:`framework` and :attr:`neuron_types`, validate the module's
+    configuration in ``__init__`` (raising
+    :class:`~plasticity_plugins.errors.UnsupportedModuleError` with what is supported) and
+    implement the abstract methods.
+
+    Lifecycle: ``install(on_step)`` registers hooks on the module; after every forward call of
+    the module ``on_step(observation)`` is called; ``uninstall()`` removes every hook and restores
+    whatever the adapter changed (threshold, ...), leaving the module as it was.
+    """
+
+    framework: ClassVar[str]
+    neuron_types: ClassVar[tuple[type, ...]]
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.detach_state = False
+        self.threshold_offset: Tensor | None = None
+        self.spike_mask: Tensor | None = None
+
+    @classmethod
+    def handles(cls, module: nn.Module) -> bool:
+        """Whether this adapter class is the one for ``module``'s exact type."""
+        return type(module) in cls.neuron_types
+
+    @classmethod
+    def is_neuron(cls, module: nn.Module) -> bool:
+        """Whether ``module`` is a neuron of this adapter's framework, supported or not.
+
+        Frameworks override this with their neuron base class, so that attach() reports
+        unsupported neurons instead of ignoring them.
+        """
+        return cls.handles(module)
+
+    @property
+    @abc.abstractmethod
+    def spec(self) -> NeuronSpec:
+        """The neuron's :class:`NeuronSpec`."""
+
+    @property
+    @abc.abstractmethod
+    def multistep(self) -> bool:
+        """True when one forward call processes a whole ``[T, B, ...]`` sequence."""
+
+    @abc.abstractmethod
+    def install(self, on_step: Callable[[NeuronObservation], None]) -> None:
+        """Register the hooks; ``on_step`` is called after every forward call."""
+
+    @abc.abstractmethod
+    def uninstall(self) -> None:
+        """Remove every hook and restore everything the adapter changed."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Reset the neuron's state to the framework's initial state (start of a sequence)."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Tensor]:
+        """The neuron's hidden state (membrane, synaptic current, ...), detached copies."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore a state produced by :meth:`state_dict`."""
+
+    def set_threshold_offset(self, offset: Tensor | None) -> None:
+        """Add a per-neuron offset (shape ``features`` or broadcastable) to the threshold.
+
+        ``None`` removes it. Used by adaptive-threshold (homeostatic theta) rules.
+        """
+        self.threshold_offset = offset
+
+    def set_spike_mask(self, mask: Tensor | None) -> None:
+        """Multiply the module's output spikes by ``mask`` (broadcastable to one call's output).
+
+        ``None`` removes it. Used by k-winners-take-all, lateral inhibition and fire-once rules.
+        The neuron's own reset still follows its unmasked spikes; downstream modules and the
+        observation see the masked ones.
+        """
+        self.spike_mask = mask
+
+    def describe(self) -> str:
+        """A one-line description for error messages and listings."""
+        return f"{self.framework}.{type(self.module).__name__}"

@@ -1,0 +1,153 @@
+"""Pair STDP on Linear 784 -> 400 + LIF: our rule vs the frameworks' own STDP, one run.
+
+Batch 32, T = 100 steps, Poisson input at 10 % per step, 2 threads (``--threads``). Prints ms per
+time step of:
+
+* the bare forward (snnTorch ``Leaky`` / SpikingJelly ``LIFNode``, single-step, no grad),
+* the forward with the adapter attached but a rule that does nothing (hook + adapter overhead),
+* the forward with our ``STDP`` attached,
+* SpikingJelly ``learning.STDPLearner`` (its own forward + its step, per time step),
+* Norse ``stdp_step_linear`` (the update alone, given pre and post spikes),
+
+and the ratios the project targets: adapter overhead <= 1.15x the bare forward, our STDP's added
+cost <= 1x the bare forward, >= 30x faster than STDPLearner, faster than Norse's update.
+
+    python benchmarks/stdp_linear.py [--steps 100] [--repeats 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import plasticity_plugins
+from plasticity_plugins.networks import matched_lif
+from plasticity_plugins.rules import STDP, LocalRule, PairView, RuleState
+
+N_IN, N_OUT, BATCH = 784, 400, 32
+
+
+class ObserveOnly(LocalRule):
+    """A rule that receives every pair view and does nothing: measures the attach overhead."""
+
+    def step(self, view: PairView, state: RuleState) -> None:
+        return None
+
+
+def per_step_ms(
+    run_sequence: Callable[[torch.Tensor], None], inputs: torch.Tensor, repeats: int
+) -> float:
+    run_sequence(inputs[:10])  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run_sequence(inputs)
+        best = min(best, (time.perf_counter() - start) / inputs.shape[0])
+    return 1e3 * best
+
+
+def framework_net(framework: str, weight: torch.Tensor) -> nn.Sequential:
+    linear = nn.Linear(N_IN, N_OUT, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+    return nn.Sequential(linear, matched_lif(framework))  # type: ignore[arg-type]
+
+
+def stepper(net: nn.Module, reset: Callable[[], None]) -> Callable[[torch.Tensor], None]:
+    def run(inputs: torch.Tensor) -> None:
+        reset()
+        with torch.no_grad():
+            for x_t in inputs:
+                net(x_t)
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    inputs = (torch.rand(args.steps, BATCH, N_IN) < 0.1).float()
+    weight = torch.rand(N_OUT, N_IN) * 0.05
+    rows: dict[str, float] = {}
+
+    from spikingjelly.activation_based import functional, learning
+
+    for framework in ("snntorch", "spikingjelly"):
+        net = framework_net(framework, weight)
+        neuron = net[1]
+        reset = (
+            neuron.reset_mem if framework == "snntorch" else (lambda n=net: functional.reset_net(n))
+        )
+        rows[f"{framework} forward"] = per_step_ms(stepper(net, reset), inputs, args.repeats)
+        handle = plasticity_plugins.attach(net, ObserveOnly())
+        rows[f"{framework} forward + adapter"] = per_step_ms(
+            stepper(net, handle.reset), inputs, args.repeats
+        )
+        handle.detach()
+        handle = plasticity_plugins.attach(net, STDP(tau_pre=20, tau_post=20))
+        rows[f"{framework} forward + our STDP"] = per_step_ms(
+            stepper(net, handle.reset), inputs, args.repeats
+        )
+        handle.detach()
+
+    sj_net = framework_net("spikingjelly", weight)
+    learner = learning.STDPLearner("s", sj_net[0], sj_net[1], tau_pre=20.0, tau_post=20.0)
+
+    def sj_learner(sequence: torch.Tensor) -> None:
+        functional.reset_net(sj_net)
+        learner.reset()
+        with torch.no_grad():
+            for x_t in sequence:
+                sj_net(x_t)
+                learner.step(on_grad=True)
+
+    rows["spikingjelly forward + STDPLearner"] = per_step_ms(
+        sj_learner, inputs[: max(10, args.steps // 5)], 1
+    )
+
+    from norse.torch.functional.stdp import STDPParameters, STDPState, stdp_step_linear
+
+    post_spikes = (torch.rand(args.steps, BATCH, N_OUT) < 0.05).float()
+    w = weight.clone()
+
+    def norse_update(sequence: torch.Tensor) -> None:
+        state = STDPState(torch.zeros(BATCH, N_IN), torch.zeros(BATCH, N_OUT))
+        nonlocal w
+        for t, x_t in enumerate(sequence):
+            w, state = stdp_step_linear(x_t, post_spikes[t], w, state, STDPParameters())
+
+    rows["norse stdp_step_linear (update only)"] = per_step_ms(norse_update, inputs, args.repeats)
+
+    print(
+        f"Linear {N_IN}->{N_OUT} + LIF, batch {BATCH}, T = {args.steps}, Poisson 10 %, "
+        f"{torch.get_num_threads()} threads; best of {args.repeats}"
+    )
+    for name, ms in rows.items():
+        print(f"  {name:<42} {ms:8.3f} ms/step")
+    print("ratios (targets in brackets):")
+    for framework in ("snntorch", "spikingjelly"):
+        bare = rows[f"{framework} forward"]
+        ours_added = rows[f"{framework} forward + our STDP"] - bare
+        print(
+            f"  {framework}: adapter overhead {rows[f'{framework} forward + adapter'] / bare:.2f}x "
+            f"[<= 1.15]; STDP added cost {ours_added / bare:.2f}x forward [<= 1]"
+        )
+    sj_bare = rows["spikingjelly forward"]
+    ours_sj_added = rows["spikingjelly forward + our STDP"] - sj_bare
+    learner_added = rows["spikingjelly forward + STDPLearner"] - sj_bare
+    print(f"  STDPLearner added cost / ours: {learner_added / ours_sj_added:.1f}x [>= 30]")
+    norse_ms = rows["norse stdp_step_linear (update only)"]
+    print(f"  Norse update / our added cost: {norse_ms / ours_sj_added:.1f}x [> 1]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""CUDA sources of plasticity_plugins, compiled on demand (see README.md)."""

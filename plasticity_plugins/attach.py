@@ -1,0 +1,590 @@
+"""attach / detach / is_attached: wire local rules to an unchanged framework model.
+
+``attach(model, rule)`` finds every (synapse, neuron) pair of a snnTorch, SpikingJelly or Norse
+model, wraps each neuron in its framework's adapter and registers forward hooks. From then on,
+every forward call of a neuron hands the rule a :class:`~plasticity_plugins.rules.PairView`
+(pre-synaptic input, spikes, membrane, surrogate derivative) and the rule writes its update into
+``param.grad``. The model's classes, parameters and outputs are untouched; ``handle.detach()``
+removes every hook and gives back the model exactly as it was.
+
+Pair discovery follows the order in which modules are CALLED: with ``example_input`` one forward
+pass is traced (in eval mode, without gradients, with the RNG and the neuron states restored
+afterwards); without it, the modules' registration order is used, which is the call order of an
+``nn.Sequential`` and of class-style models that declare their layers in the order forward()
+uses them. A synapse (``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d`` or subclasses) pairs with the
+next neuron called after it, through any number of Flatten / Unflatten / Dropout / pooling /
+BatchNorm / Identity modules; any other module in between breaks the pair. A synapse called
+inside a neuron (snnTorch RLeaky's ``recurrent``) pairs with that neuron.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from .adapters import adapter_for, is_framework_neuron, supported_neurons
+from .adapters.base import NeuronAdapter, NeuronObservation
+from .errors import AttachError, InputError, UnsupportedModuleError
+from .rules.base import SYNAPSE_TYPES, LocalRule, PairView, RuleState, UpdateSink
+
+RuleSpec = LocalRule | Mapping[str, LocalRule]
+
+#: Modules allowed between a synapse and its neuron. Shape-preserving ones are identity for
+#: credit routing; the others are replayed (see :class:`_Route`).
+_TRANSPARENT: tuple[type[nn.Module], ...] = (
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+)
+_ELEMENTWISE: tuple[type[nn.Module], ...] = (
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+)
+
+_HANDLES: weakref.WeakKeyDictionary[nn.Module, AttachHandle] = weakref.WeakKeyDictionary()
+_CLAIMED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def _feature_rank(synapse: nn.Module) -> int:
+    """Rank of one sample's input/output of a synapse: Linear 1, Conv1d 2, Conv2d 3."""
+    if isinstance(synapse, nn.Conv2d):
+        return 3
+    if isinstance(synapse, nn.Conv1d):
+        return 2
+    return 1
+
+
+class _Route:
+    """Maps neuron-layout tensors back to the synapse's output layout.
+
+    Shape-preserving modules (Dropout, BatchNorm, Identity) count as identity and Flatten as a
+    reshape; pooling is replayed on the recorded synapse output and its backward (VJP) maps the
+    tensor back, so max-pooling routes to the argmax and average pooling spreads evenly.
+    """
+
+    def __init__(self, between: list[nn.Module], feature_rank: int) -> None:
+        self.replay = [m for m in between if not isinstance(m, _ELEMENTWISE)]
+        self.needs_output = any(not isinstance(m, (nn.Flatten, nn.Unflatten)) for m in self.replay)
+        self.feature_rank = feature_rank
+        self.output: Tensor | None = None
+        self.output_features: tuple[int, ...] | None = None
+
+    def record(self, output: Tensor) -> None:
+        self.output_features = tuple(output.shape[-self.feature_rank :])
+        if self.needs_output:
+            self.output = output.detach()
+
+    def __call__(self, tensor: Tensor) -> Tensor:
+        steps, batch = tensor.shape[:2]
+        assert self.output_features is not None
+        if not self.needs_output:
+            return tensor.reshape(steps, batch, *self.output_features)
+        assert self.output is not None
+        with torch.enable_grad():
+            start = self.output.detach().requires_grad_(True)
+            out = start
+            for module in self.replay:
+                out = module(out)
+            (routed,) = torch.autograd.grad(out, start, tensor.reshape(out.shape).to(out.dtype))
+        return routed.reshape(steps, batch, *self.output_features)
+
+
+@dataclass
+class _Pair:
+    synapse_name: str
+    neuron_name: str
+    synapse: nn.Module
+    adapter: NeuronAdapter
+    rule: LocalRule
+    route: _Route
+    state: RuleState = field(default_factory=dict)
+    pending_input: Tensor | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.synapse_name}->{self.neuron_name}"
+
+
+def _events_by_registration(model: nn.Module) -> list[tuple[str, str, nn.Module]]:
+    events: list[tuple[str, str, nn.Module]] = []
+
+    def visit(name: str, module: nn.Module) -> None:
+        events.append(("enter", name, module))
+        for child_name, child in module.named_children():
+            visit(f"{name}.{child_name}" if name else child_name, child)
+        events.append(("exit", name, module))
+
+    visit("", model)
+    return events
+
+
+def _events_by_tracing(model: nn.Module, example_input: Any) -> list[tuple[str, str, nn.Module]]:
+    events: list[tuple[str, str, nn.Module]] = []
+    hooks: list[RemovableHandle] = []
+    for name, module in model.named_modules():
+        hooks.append(
+            module.register_forward_pre_hook(
+                lambda m, a, n=name: events.append(("enter", n, m))  # type: ignore[misc]
+            )
+        )
+        hooks.append(
+            module.register_forward_hook(
+                lambda m, a, o, n=name: events.append(("exit", n, m))  # type: ignore[misc]
+            )
+        )
+    adapters = {}
+    for name, module in model.named_modules():
+        cls = adapter_for(module)
+        if cls is not None:
+            with contextlib.suppress(UnsupportedModuleError):
+                adapters[name] = cls(module)
+    saved_states = {name: a.state_dict() for name, a in adapters.items()}
+    modes = {m: m.training for m in model.modules()}
+    devices = [p.device for p in model.parameters() if p.device.type == "cuda"][:1]
+    try:
+        model.eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            if isinstance(example_input, tuple):
+                model(*example_input)
+            elif isinstance(example_input, dict):
+                model(**example_input)
+            else:
+                model(example_input)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for module, training in modes.items():
+            module.training = training
+        for name, state in saved_states.items():
+            adapters[name].load_state_dict(state)
+    return events
+
+
+def _discover(
+    events: list[tuple[str, str, nn.Module]],
+) -> list[tuple[str, str, list[nn.Module]]]:
+    """(synapse name, neuron name, modules between) for every pair, in call order."""
+    pairs: dict[tuple[str, str], list[nn.Module]] = {}
+    candidate: tuple[str, list[nn.Module]] | None = None
+    neuron_stack: list[str] = []
+    for kind, name, module in events:
+        if kind == "exit":
+            if neuron_stack and neuron_stack[-1] == name:
+                neuron_stack.pop()
+            continue
+        if is_framework_neuron(module):
+            if neuron_stack:
+                continue  # a cell run by a wrapper neuron (Norse Lift): the wrapper is the neuron
+            neuron_stack.append(name)
+            if candidate is not None:
+                pairs.setdefault((candidate[0], name), candidate[1])
+                candidate = None
+        elif neuron_stack:
+            if isinstance(module, SYNAPSE_TYPES):
+                pairs.setdefault((name, neuron_stack[-1]), [])
+        elif isinstance(module, SYNAPSE_TYPES):
+            candidate = (name, [])
+        elif isinstance(module, _TRANSPARENT):
+            if candidate is not None:
+                candidate[1].append(module)
+        elif len(module._modules) == 0 and candidate is not None:
+            candidate = None  # an unknown leaf module breaks the pair
+    return [(s, n, between) for (s, n), between in pairs.items()]
+
+
+def _select_rule(rule: RuleSpec, synapse_name: str, neuron_name: str) -> LocalRule | None:
+    if isinstance(rule, LocalRule):
+        return rule
+    for pattern, candidate in rule.items():
+        if fnmatch.fnmatchcase(synapse_name, pattern) or fnmatch.fnmatchcase(neuron_name, pattern):
+            return candidate
+    return None
+
+
+class AttachHandle:
+    """What :func:`attach` returns: controls the rules wired to one model.
+
+    Attributes:
+        model: the model.
+        pairs: ``[(synapse name, neuron name), ...]`` with a rule, in call order.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        pairs: list[_Pair],
+        adapters: dict[str, NeuronAdapter],
+        sink: UpdateSink,
+        optimizer: torch.optim.Optimizer | None,
+    ) -> None:
+        self.model = model
+        self._pairs = pairs
+        self._adapters = adapters
+        self._sink = sink
+        self._paused = False
+        self._hooks: list[RemovableHandle] = []
+        self._attached = True
+        self._by_neuron: dict[str, list[_Pair]] = {}
+        for pair in pairs:
+            self._by_neuron.setdefault(pair.neuron_name, []).append(pair)
+        for pair in pairs:
+            self._hooks.append(pair.synapse.register_forward_pre_hook(self._synapse_pre_hook(pair)))
+            self._hooks.append(pair.synapse.register_forward_hook(self._synapse_hook(pair)))
+        for name, adapter in adapters.items():
+            adapter.detach_state = any(p.rule.detach_neuron_state for p in self._by_neuron[name])
+            adapter.install(self._neuron_callback(name))
+        if optimizer is not None:
+            self._hooks.append(optimizer.register_step_pre_hook(lambda opt, a, k: self.sync()))
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """``[(synapse name, neuron name), ...]`` of the pairs that learn."""
+        return [(p.synapse_name, p.neuron_name) for p in self._pairs]
+
+    @property
+    def adapters(self) -> dict[str, NeuronAdapter]:
+        """The neuron adapters by neuron name (threshold offsets, spike masks, specs)."""
+        return dict(self._adapters)
+
+    def _check_attached(self) -> None:
+        if not self._attached:
+            raise AttachError("this handle was detached; attach the model again")
+
+    def _synapse_pre_hook(self, pair: _Pair) -> Callable[..., None]:
+        rank = _feature_rank(pair.synapse)
+        multistep = pair.adapter.multistep
+
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            if self._paused:
+                return
+            x = args[0]
+            if not isinstance(x, Tensor):
+                raise InputError(f"{pair.synapse_name}: expected a Tensor input, got {type(x)}")
+            accepted = (rank + 1, rank + 2) if multistep else (rank + 1,)
+            if x.dim() not in accepted:
+                layout = "[T, B, *features] or [T*B, *features]" if multistep else "[B, *features]"
+                raise InputError(
+                    f"{pair.synapse_name} ({type(module).__name__}) feeding neuron "
+                    f"{pair.neuron_name!r}: input of shape {tuple(x.shape)} has rank {x.dim()}; "
+                    f"a {'multi' if multistep else 'single'}-step neuron needs {layout} with "
+                    f"{rank} feature dimension(s), i.e. rank {' or '.join(map(str, accepted))}"
+                )
+            if not torch.isfinite(x).all():
+                raise InputError(
+                    f"{pair.synapse_name}: input of shape {tuple(x.shape)} contains NaN or inf; "
+                    "plastic synapses need finite inputs"
+                )
+            weight = pair.synapse.weight
+            if x.dtype != weight.dtype or x.device != weight.device:
+                raise InputError(
+                    f"{pair.synapse_name}: input is {x.dtype} on {x.device} but the weight is "
+                    f"{weight.dtype} on {weight.device}; move the input to match the model"
+                )
+            pair.pending_input = x.detach()
+
+        return hook
+
+    def _synapse_hook(self, pair: _Pair) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
+            if not self._paused:
+                pair.route.record(output)
+
+        return hook
+
+    def _neuron_callback(self, neuron_name: str) -> Callable[[NeuronObservation], None]:
+        def on_step(observation: NeuronObservation) -> None:
+            if self._paused:
+                return
+            self._refuse_unscaled_autocast(observation.s)
+            for pair in self._by_neuron[neuron_name]:
+                x = pair.pending_input
+                if x is None:
+                    continue  # the synapse did not run since the last step (e.g. first step)
+                pair.pending_input = None
+                self._run_rule(pair, x, observation)
+
+        return on_step
+
+    def _refuse_unscaled_autocast(self, spikes: Tensor) -> None:
+        if self._sink.grad_scaler is None and torch.is_autocast_enabled(spikes.device.type):
+            raise AttachError(
+                "autocast is active but attach() got no grad_scaler: local updates are written "
+                "into .grad outside backward, and a GradScaler would unscale them by ~65536. "
+                "Pass attach(..., grad_scaler=scaler) (a GradScaler(enabled=False) for bf16 "
+                "autocast without scaling)."
+            )
+
+    def _run_rule(self, pair: _Pair, x: Tensor, observation: NeuronObservation) -> None:
+        spikes = observation.s
+        steps, batch = spikes.shape[:2]
+        rank = _feature_rank(pair.synapse)
+        if x.dim() == rank + 1:
+            if x.shape[0] != steps * batch:
+                raise InputError(
+                    f"{pair.name}: synapse input {tuple(x.shape)} does not match the neuron's "
+                    f"output {tuple(spikes.shape)} (T={steps}, B={batch})"
+                )
+            x = x.reshape(steps, batch, *x.shape[1:])
+        elif x.shape[:2] != spikes.shape[:2]:
+            raise InputError(
+                f"{pair.name}: synapse input {tuple(x.shape)} and neuron output "
+                f"{tuple(spikes.shape)} disagree on [T, B]"
+            )
+        if not torch.isfinite(spikes).all():
+            raise InputError(f"{pair.name}: the neuron's output contains NaN or inf")
+        view = PairView(
+            name=pair.name,
+            synapse=pair.synapse,
+            spec=pair.adapter.spec,
+            x=x,
+            neuron=observation,
+            to_synapse_output=pair.route,
+            sink=self._sink,
+        )
+        pair.rule.step(view, pair.state)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """A context in which the model runs but nothing learns (evaluation).
+
+        Rules neither update ``.grad`` nor advance their traces.
+        """
+        previous, self._paused = self._paused, True
+        try:
+            yield
+        finally:
+            self._paused = previous
+
+    def reset(self) -> None:
+        """Start a new sequence: reset the neurons' state and the rules' traces."""
+        self._check_attached()
+        for adapter in self._adapters.values():
+            adapter.reset()
+        for pair in self._pairs:
+            pair.state.clear()
+            pair.pending_input = None
+
+    def sync(self) -> None:
+        """Average pending updates across ranks into ``.grad`` (under torch.distributed).
+
+        Called automatically before each step of the optimizer handed to :func:`attach`;
+        a no-op without torch.distributed.
+        """
+        self._sink.sync()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rules' per-pair state and the neurons' hidden state (detached copies)."""
+        self._check_attached()
+        return {
+            "rules": {
+                p.name: {k: v.detach().clone() for k, v in p.state.items()} for p in self._pairs
+            },
+            "neurons": {name: a.state_dict() for name, a in self._adapters.items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` (mid-sequence restores continue exactly)."""
+        self._check_attached()
+        rules = state["rules"]
+        neurons = state["neurons"]
+        expected_rules = {p.name for p in self._pairs}
+        if set(rules) != expected_rules or set(neurons) != set(self._adapters):
+            raise AttachError(
+                f"state for pairs {sorted(rules)} / neurons {sorted(neurons)} does not match this "
+                f"handle's pairs {sorted(expected_rules)} / neurons {sorted(self._adapters)}"
+            )
+        for pair in self._pairs:
+            pair.state.clear()
+            pair.state.update({k: v.clone() for k, v in rules[pair.name].items()})
+        for name, adapter in self._adapters.items():
+            adapter.load_state_dict(neurons[name])
+
+    def detach(self) -> None:
+        """Remove every hook and adapter change: the model is exactly as before attach()."""
+        if not self._attached:
+            return
+        for hook in self._hooks:
+            hook.remove()
+        for adapter in self._adapters.values():
+            adapter.uninstall()
+        for pair in self._pairs:
+            _CLAIMED.discard(pair.synapse)
+        for adapter in self._adapters.values():
+            _CLAIMED.discard(adapter.module)
+        _HANDLES.pop(self.model, None)
+        self._attached = False
+
+    def __repr__(self) -> str:
+        lines = [f"{p.name}: {p.rule}" for p in self._pairs]
+        return "AttachHandle(\n  " + ",\n  ".join(lines) + "\n)"
+
+
+def is_attached(model: nn.Module) -> bool:
+    """Whether :func:`attach` wired rules to ``model`` (and they were not detached)."""
+    return model in _HANDLES
+
+
+def attach(
+    model: nn.Module,
+    rule: RuleSpec,
+    example_input: Any = None,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    grad_scaler: Any = None,
+) -> AttachHandle:
+    """Attach local learning rules to every (synapse, neuron) pair of ``model``.
+
+    Args:
+        model: a snnTorch, SpikingJelly or Norse model (any ``nn.Module``).
+        rule: one rule for every pair, or a mapping from ``fnmatch`` patterns of module names
+            (matched against the synapse name, then the neuron name; first match wins) to
+            rules. Pairs that match nothing keep plain autograd.
+        example_input: an input for one forward call (a tuple is unpacked as positional
+            arguments, a dict as keywords). Discovery then follows the traced call order; the
+            trace runs in eval mode without gradients, and the RNG and neuron states are
+            restored afterwards. Without it the registration order is used (right for
+            ``nn.Sequential`` and models declared in the order forward() uses them).
+        optimizer: if given, :meth:`AttachHandle.sync` runs before each of its steps (needed
+            under torch.distributed).
+        grad_scaler: an AMP ``GradScaler``; local updates are scaled with it. Required when
+            autocast is active.
+
+    Returns:
+        An :class:`AttachHandle`.
+
+    Raises:
+        AttachError: the model (or one of its modules) is already attached, no pair was
+            found, or a rule mapping matched no pair.
+        UnsupportedModuleError: a neuron of a known framework that no adapter supports, or a
+            synapse or configuration the rule cannot update.
+
+    Example:
+        >>> import torch, snntorch as snn, plasticity_plugins
+        >>> from plasticity_plugins.rules import STDP
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 4), snn.Leaky(beta=0.9, init_hidden=True))
+        >>> handle = plasticity_plugins.attach(net, STDP())
+        >>> handle.pairs
+        [('0', '1')]
+        >>> plasticity_plugins.is_attached(net)
+        True
+        >>> handle.detach(); plasticity_plugins.is_attached(net)
+        False
+    """
+    if model in _HANDLES:
+        raise AttachError(
+            f"{type(model).__name__} is already attached; call handle.detach() before attaching "
+            "again"
+        )
+    claimed = [n for n, m in model.named_modules() if m in _CLAIMED]
+    if claimed:
+        raise AttachError(
+            f"modules {claimed} of {type(model).__name__} already have rules attached through "
+            "another model; detach that handle first"
+        )
+    if isinstance(rule, Mapping):
+        bad = {k: type(v).__name__ for k, v in rule.items() if not isinstance(v, LocalRule)}
+        if bad:
+            raise TypeError(f"attach: rule mapping values must be LocalRule objects, got {bad}")
+    elif not isinstance(rule, LocalRule):
+        raise TypeError(
+            f"attach: rule must be a LocalRule or a mapping of patterns to rules, got {rule!r}"
+        )
+
+    unsupported = [
+        f"{n} ({type(m).__module__}.{type(m).__name__})"
+        for n, m in model.named_modules()
+        if is_framework_neuron(m) and adapter_for(m) is None
+    ]
+    if unsupported:
+        frameworks = sorted({type(m).__module__.split(".")[0] for m in model.modules()})
+        listing = "; ".join(
+            f"{fw}: {', '.join(supported_neurons(fw))}"
+            for fw in frameworks
+            if supported_neurons(fw)
+        )
+        raise UnsupportedModuleError(
+            f"no adapter supports the neuron(s) {', '.join(unsupported)}. Supported: {listing}"
+        )
+
+    events = (
+        _events_by_registration(model)
+        if example_input is None
+        else _events_by_tracing(model, example_input)
+    )
+    modules = dict(model.named_modules())
+    adapters: dict[str, NeuronAdapter] = {}
+    pairs: list[_Pair] = []
+    for synapse_name, neuron_name, between in _discover(events):
+        chosen = _select_rule(rule, synapse_name, neuron_name)
+        if chosen is None:
+            continue
+        synapse = modules[synapse_name]
+        chosen.check_synapse(synapse_name, synapse)
+        if neuron_name not in adapters:
+            neuron = modules[neuron_name]
+            cls = adapter_for(neuron)
+            assert cls is not None
+            adapters[neuron_name] = cls(neuron)
+        pairs.append(
+            _Pair(
+                synapse_name=synapse_name,
+                neuron_name=neuron_name,
+                synapse=synapse,
+                adapter=adapters[neuron_name],
+                rule=chosen,
+                route=_Route(between, _feature_rank(synapse)),
+            )
+        )
+    if not pairs:
+        found = _discover(events)
+        raise AttachError(
+            f"no (synapse, neuron) pair of {type(model).__name__} got a rule. Pairs found: "
+            f"{[(s, n) for s, n, _ in found] or 'none'}. A pair is an nn.Linear / nn.Conv1d / "
+            "nn.Conv2d followed by a supported neuron (only Flatten, Dropout, pooling, BatchNorm "
+            "in between); pass example_input if forward() calls layers in another order than "
+            "they are declared"
+        )
+
+    import torch.distributed as dist
+
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    handle = AttachHandle(
+        model, pairs, adapters, UpdateSink(grad_scaler, distributed=distributed), optimizer
+    )
+    _HANDLES[model] = handle
+    for pair in pairs:
+        _CLAIMED.add(pair.synapse)
+    for adapter in adapters.values():
+        _CLAIMED.add(adapter.module)
+    return handle

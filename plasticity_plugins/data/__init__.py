@@ -1,0 +1,1 @@
+"""Offline data sets (MNIST subset, Yin-Yang, event streams)."""

@@ -1,0 +1,1 @@
+"""Framework-agnostic rule kernels: pure functions on tensors."""

@@ -1,0 +1,336 @@
+"""Lambert W function, principal branch W0, as a PyTorch custom op with autograd.
+
+``W0(x)`` is the real solution ``w >= -1`` of ``w * exp(w) = x`` for ``x >= -1/e``. The Fast &
+Deep rule (Göltz, Kriener et al., Nat. Mach. Intell. 2021) needs it for the first-spike time of a
+LIF neuron with ``tau_m = tau_s``: ``T = tau * (b/a - W0(z))``, ``z = -(c/a) exp(b/a)``, and no
+spike when ``z < -1/e``.
+
+Only the principal branch is provided (no ``W-1``).
+
+Algorithm (the same in the pure-torch implementation and in ``cuda/lambertw.cu``); every input is
+computed in float64 and cast back, so float32 results are correctly rounded up to a few ulp even
+next to the branch point (iterating in float32 loses ~2e-6 there):
+
+* near the branch point, ``p = sqrt(2 e (x + 1/e)) < 0.05`` with ``x + 1/e`` computed from a
+  two-double split of ``1/e``: the branch-point series ``W0 = sum_k mu_k p^k`` (12 terms;
+  ``-1 + p - p^2/3 + 11/72 p^3 - ...``), accurate to ~1e-18 where Halley's method is
+  ill-conditioned;
+* elsewhere a fixed number (3) of Halley steps, as in the reference CUDA kernel,
+  ``w <- w - f / (e^w (w + 1) - (w + 2) f / (2 w + 2))``, ``f = w e^w - x``, evaluated divided
+  by ``e^w`` (``f e^-w = w - x e^-w``) so that nothing overflows up to the largest double,
+  from the reference's initial guesses: ``x - x^2 + 1.5 x^3`` for ``|x| <= 0.05`` (the reference's
+  logarithmic guess overflows for tiny ``x``), ``ln(1.2 x / ln(2.4 x / log1p(2.4 x)))`` for
+  ``x > 0`` (evaluated in logarithms), and Barry et al.'s ``-1 + p (N2 + p) / (N2 + p + N1 p)``
+  for ``x < 0``. The initial guesses are within 2.4 % everywhere, so 3 steps reach float64
+  rounding (measured: 2.2e-15 relative over [-1/e, 1.8e308]). Never loops: the count is fixed.
+
+Special values: ``x`` below the input dtype's rounding of ``-1/e`` gives NaN (no real value; the
+Fast & Deep rule reads it as "no spike"); values from that rounding up to the true ``-1/e``
+(the float64 or float32 ``-1/e``, say) give ``-1``; ``+inf`` gives ``+inf``; ``-inf`` and NaN give
+NaN; ``-0.0`` gives ``-0.0``.
+
+Derivative: ``dW/dx = W / (x (1 + W)) = exp(-W) / (1 + W)``, computed in the second form, which is
+``1`` at ``x = 0``, ``+inf`` at the branch point and ``0`` at ``+inf``.
+
+Implementations behind the op ``plasticity_plugins::lambertw`` (the choice is made at every
+call):
+
+* CUDA tensors (float32/float64): the kernel of ``cuda/lambertw.cu``, compiled on first use with
+  :mod:`torch.utils.cpp_extension` (see :mod:`plasticity_plugins.kernels._cuda_build`); if the
+  build fails, one warning and the pure-torch implementation from then on.
+* CPU tensors with at least ``COMPILE_MIN_NUMEL`` elements: the pure-torch implementation
+  compiled with :func:`torch.compile` (lazily on the first such call, cached; a fused loop ~10x
+  faster than eager torch); if compiling fails, one warning and eager torch from then on. Set
+  ``PLASTICITY_PLUGINS_COMPILE=0`` to never compile.
+* everything else: the pure-torch implementation, :func:`lambertw_reference`, which is also the
+  test oracle.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ..errors import InputError
+from ._cuda_build import cuda_ext_enabled, load_cuda_ops
+
+__all__ = [
+    "COMPILE_MIN_NUMEL",
+    "HALLEY_ITERATIONS",
+    "lambertw",
+    "lambertw_implementation",
+    "lambertw_reference",
+]
+
+HALLEY_ITERATIONS = 3
+"""Halley steps taken after the initial guess (fixed; 3 reach float64 rounding everywhere)."""
+
+COMPILE_MIN_NUMEL = 1 << 15
+"""CPU inputs with at least this many elements use the :func:`torch.compile` d implementation."""
+
+_INV_E_HI = 0.36787944117144233  # double(1/e)
+_INV_E_LO = -1.2428753672788363e-17  # 1/e - _INV_E_HI
+_LN_1_2 = math.log(1.2)
+_LN_2_4 = math.log(2.4)
+_SERIES_P = 0.05  # branch-point series below this p
+_SMALL_X = 0.05  # x - x^2 + 1.5 x^3 as the initial guess for |x| <= this
+_HUGE_X = 1e300  # log1p(2.4 x) = ln(2.4) + ln(x) above this (2.4 x overflows near 7.5e307)
+# W0(-1/e + p^2 / (2e)) = sum_k _MU[k] p^k (Corless et al. 1996, eq. 4.22)
+_MU = (
+    -1.0,
+    1.0,
+    -0.3333333333333333333,
+    0.1527777777777777778,
+    -0.07962962962962962963,
+    0.04450231481481481481,
+    -0.02598471487360376249,
+    0.01563563253233392122,
+    -0.009616892024299431707,
+    0.006014543252956117861,
+    -0.003811298034891999227,
+    0.002440877991143982666,
+)
+# Barry et al. (2000) x < 0 initial guess constants
+_N2_A = 10.242640687119285146
+_N2_B = 1.9797586132081854940
+_N1_A = 0.29289321881345247560
+_SQRT2 = 1.4142135623730950488
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# The lowest valid input of each dtype: its rounding of -1/e (below -1/e for all four).
+_LOWER = {dtype: torch.tensor(-_INV_E_HI, dtype=dtype).item() for dtype in _FLOAT_DTYPES}
+
+
+def _w0(x: Tensor) -> Tensor:
+    """W0 of a floating tensor, computed in float64, returned in ``x.dtype`` (no checks)."""
+    dtype = x.dtype
+    lower = _LOWER.get(dtype, -_INV_E_HI)
+    x = x.to(torch.float64)
+    # distance to the branch point, without cancellation: 1/e = _INV_E_HI + _INV_E_LO
+    d = torch.clamp_min((x + _INV_E_HI) + _INV_E_LO, 0.0)
+    p = torch.sqrt((2.0 * math.e) * d)
+    series = p * _MU[11] + _MU[10]
+    for coefficient in reversed(_MU[:10]):
+        series = series * p + coefficient
+    # initial guesses
+    small = x - x * x + 1.5 * x * x * x
+    lx = torch.log(x)
+    lp = torch.where(x > _HUGE_X, _LN_2_4 + lx, torch.log1p(2.4 * x))
+    positive = _LN_1_2 + lx - torch.log(_LN_2_4 + lx - torch.log(lp))
+    n2 = _N2_A + _N2_B * p
+    n1 = _N1_A * (_SQRT2 + n2)
+    negative = -1.0 + p * (n2 + p) / (n2 + p + n1 * p)
+    w = torch.where(x.abs() <= _SMALL_X, small, torch.where(x > 0.0, positive, negative))
+    for _ in range(HALLEY_ITERATIONS):
+        g = w - x * torch.exp(-w)  # (w e^w - x) / e^w
+        wp1 = w + 1.0
+        w = w - g / (wp1 - (w + 2.0) * g / (2.0 * wp1))
+    w = torch.where(p < _SERIES_P, series, w)
+    w = torch.where(x == math.inf, x, w)
+    w = w.masked_fill(x < lower, math.nan)
+    return w.to(dtype)
+
+
+def _check_input(x: object) -> None:
+    if not isinstance(x, Tensor):
+        raise InputError(f"lambertw expects a torch.Tensor, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise InputError(
+            f"lambertw expects a real floating-point tensor (float16, bfloat16, float32 or "
+            f"float64), got dtype {x.dtype}; convert it first, e.g. x.double()"
+        )
+
+
+def lambertw_reference(x: Tensor) -> Tensor:
+    """W0 by the pure-torch implementation (eager; the fallback of the op and its test oracle).
+
+    Same values as :func:`lambertw` (up to rounding in the last bit where another implementation
+    is used), on any device. Computed without autograd: the result never requires grad; use
+    :func:`lambertw` for gradients.
+
+    Args:
+        x: real floating-point tensor of any shape and device.
+
+    Returns:
+        ``W0(x)``, same shape, dtype and device.
+
+    Raises:
+        InputError: ``x`` is not a floating-point tensor.
+
+    Example:
+        >>> lambertw_reference(torch.tensor([1.0, -math.exp(-1)], dtype=torch.float64))
+        tensor([ 0.5671, -1.0000], dtype=torch.float64)
+    """
+    _check_input(x)
+    with torch.no_grad():
+        return _w0(x)
+
+
+# ----------------------------------------------------------------------------------------------
+# compiled CPU path
+
+_compile_lock = threading.Lock()
+_compiled: Callable[[Tensor], Tensor] | None = None
+_compile_failed = False
+
+
+def _compile_enabled() -> bool:
+    flag = os.environ.get("PLASTICITY_PLUGINS_COMPILE", "1").strip().lower()
+    return not _compile_failed and flag not in ("0", "false", "no", "off")
+
+
+def _dispatch_mode_active() -> bool:
+    try:
+        from torch.utils._python_dispatch import _get_current_dispatch_mode
+    except ImportError:  # pragma: no cover - private API moved
+        return True
+    return _get_current_dispatch_mode() is not None
+
+
+def _compiled_w0() -> Callable[[Tensor], Tensor]:
+    global _compiled
+    with _compile_lock:
+        if _compiled is None:
+            _compiled = torch.compile(_w0, dynamic=True, fullgraph=True)
+        return _compiled
+
+
+def _use_compiled(x: Tensor) -> bool:
+    return (
+        x.numel() >= COMPILE_MIN_NUMEL
+        and _compile_enabled()
+        and not torch.compiler.is_compiling()
+        and not _dispatch_mode_active()
+    )
+
+
+def _lambertw_cpu(x: Tensor) -> Tensor:
+    global _compile_failed
+    if _use_compiled(x):
+        try:
+            return _compiled_w0()(x.reshape(-1)).view(x.shape)
+        except Exception as exc:  # no C++ compiler, unsupported Python, ...: use eager torch
+            _compile_failed = True
+            warnings.warn(
+                f"plasticity_plugins.lambertw: torch.compile failed ({type(exc).__name__}: "
+                f"{str(exc).strip()[:300]}); using eager torch from now on (slower). "
+                "Set PLASTICITY_PLUGINS_COMPILE=0 to skip compiling.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return _w0(x)
+
+
+# ----------------------------------------------------------------------------------------------
+# CUDA path
+
+_CUDA_LIBRARY = "plasticity_plugins_lambertw"
+_CUDA_SOURCES = ("lambertw.cu", "lambertw.cpp")
+
+
+def _cuda_ext_available() -> bool:
+    return load_cuda_ops(_CUDA_LIBRARY, _CUDA_SOURCES)
+
+
+def _lambertw_cuda(x: Tensor) -> Tensor:
+    if x.dtype in (torch.float32, torch.float64) and _cuda_ext_available():
+        out: Tensor = torch.ops.plasticity_plugins_cuda.lambertw(x)
+        return out
+    return _w0(x)
+
+
+# ----------------------------------------------------------------------------------------------
+# the op
+
+
+@torch.library.custom_op("plasticity_plugins::lambertw", mutates_args=())
+def _lambertw_op(x: Tensor) -> Tensor:
+    """Default implementation (any device without a dedicated kernel): eager torch."""
+    return _w0(x)
+
+
+_lambertw_op.register_kernel("cpu")(_lambertw_cpu)
+_lambertw_op.register_kernel("cuda")(_lambertw_cuda)
+
+
+@_lambertw_op.register_fake
+def _lambertw_fake(x: Tensor) -> Tensor:
+    return torch.empty_like(x)
+
+
+def _setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: Tensor) -> None:
+    ctx.save_for_backward(output)
+
+
+def _backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+    (w,) = ctx.saved_tensors  # type: ignore[attr-defined]
+    # dW/dx = W / (x (1 + W)) = exp(-W) / (1 + W): 1 at x = 0, inf at the branch point
+    return grad * torch.exp(-w) / (1.0 + w)
+
+
+_lambertw_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def lambertw(x: Tensor) -> Tensor:
+    """Lambert W function, principal branch: the ``w >= -1`` with ``w * exp(w) = x``.
+
+    Differentiable: ``dW/dx = W / (x (1 + W)) = exp(-W) / (1 + W)`` (``1`` at ``x = 0``).
+    Computed in float64 for every input dtype and cast back. See the module docstring for the
+    algorithm (Halley's method, as in the Fast & Deep reference kernel) and the implementations
+    (CUDA kernel, compiled CPU loop, eager torch).
+
+    Args:
+        x: real floating-point tensor (float16, bfloat16, float32 or float64) of any shape
+            (0-d and empty included) on any device.
+
+    Returns:
+        ``W0(x)``, same shape, dtype and device. NaN for ``x`` below ``-1/e`` (as rounded to
+        ``x.dtype``; the Fast & Deep rule reads this as "no spike"), ``-1`` at ``-1/e``,
+        ``+inf`` at ``+inf``, NaN for NaN and ``-inf``.
+
+    Raises:
+        InputError: ``x`` is not a tensor, or has an integer, boolean or complex dtype.
+
+    Example:
+        >>> x = torch.tensor([0.0, 1.0, math.e, -math.exp(-1), -1.0], requires_grad=True)
+        >>> w = lambertw(x)
+        >>> w
+        tensor([ 0.0000,  0.5671,  1.0000, -1.0000,     nan], grad_fn=<LambertwBackward>)
+        >>> torch.allclose(w[:3] * torch.exp(w[:3]), x[:3])
+        True
+        >>> w[:3].sum().backward()
+        >>> x.grad[:3]
+        tensor([1.0000, 0.3618, 0.1839])
+    """
+    _check_input(x)
+    return _lambertw_op(x)
+
+
+def lambertw_implementation(x: Tensor) -> str:
+    """Name of the implementation a call of :func:`lambertw` on ``x`` would use now.
+
+    One of ``"cuda-extension"``, ``"torch-compiled"``, ``"torch-eager"``. On a CUDA tensor this
+    builds the CUDA library if that has not been tried yet (it is what the call would do).
+
+    Example:
+        >>> lambertw_implementation(torch.zeros(3))
+        'torch-eager'
+    """
+    _check_input(x)
+    if x.device.type == "cuda":
+        if (
+            x.dtype in (torch.float32, torch.float64)
+            and cuda_ext_enabled()
+            and _cuda_ext_available()
+        ):
+            return "cuda-extension"
+        return "torch-eager"
+    if x.device.type == "cpu" and _use_compiled(x):
+        return "torch-compiled"
+    return "torch-eager"

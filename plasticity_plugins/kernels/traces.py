@@ -1,0 +1,91 @@
+"""Exponential spike traces.
+
+Two conventions, both with the exact decay ``d = exp(-dt / tau)`` per step:
+
+* all-to-all (additive): every spike adds 1, ``x[t] = d * x[t-1] + s[t]``, so the trace is the sum
+  of ``d^(t - t_k)`` over all earlier spikes ``t_k <= t``;
+* nearest-spike: a spike sets the trace to 1, ``x[t] = 1 if s[t] else d * x[t-1]``, so only the
+  most recent spike counts.
+
+Both include the current step's spike. Spikes may be graded (any real value); for the
+nearest-spike trace any nonzero value counts as a spike and sets the trace to that value.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+TraceKind = Literal["all_to_all", "nearest"]
+
+
+def decay_factor(tau: float, dt: float = 1.0) -> float:
+    """Exact per-step decay ``exp(-dt / tau)``; ``tau = inf`` gives 1 (no decay).
+
+    Example:
+        >>> round(decay_factor(20.0), 6)
+        0.951229
+    """
+    if not tau > 0:
+        raise ValueError(f"trace time constant must be > 0, got tau={tau}")
+    return math.exp(-dt / tau)
+
+
+def additive_trace_step(trace: Tensor, spikes: Tensor, decay: float) -> Tensor:
+    """One step of the all-to-all trace: ``decay * trace + spikes`` (a new tensor).
+
+    Example:
+        >>> additive_trace_step(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0]), 0.5)
+        tensor([1.5000, 1.0000])
+    """
+    return torch.add(spikes, trace, alpha=decay)
+
+
+def nearest_trace_step(trace: Tensor, spikes: Tensor, decay: float) -> Tensor:
+    """One step of the nearest-spike trace: ``spikes`` where nonzero, else ``decay * trace``.
+
+    Example:
+        >>> nearest_trace_step(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), 0.5)
+        tensor([1., 0.])
+    """
+    return torch.where(spikes != 0, spikes, trace * decay)
+
+
+def trace_step(trace: Tensor, spikes: Tensor, decay: float, kind: TraceKind) -> Tensor:
+    """One step of a trace of the given ``kind`` (``"all_to_all"`` or ``"nearest"``)."""
+    if kind == "all_to_all":
+        return additive_trace_step(trace, spikes, decay)
+    if kind == "nearest":
+        return nearest_trace_step(trace, spikes, decay)
+    raise ValueError(f"unknown trace kind {kind!r}; expected 'all_to_all' or 'nearest'")
+
+
+def trace_sequence(
+    spikes: Tensor, initial: Tensor, decay: float, kind: TraceKind = "all_to_all"
+) -> Tensor:
+    """Traces after each step of a time-first spike sequence.
+
+    Args:
+        spikes: ``[T, ...]`` spikes.
+        initial: the trace before the first step, shape ``spikes.shape[1:]``.
+        decay: per-step decay factor.
+        kind: ``"all_to_all"`` or ``"nearest"``.
+
+    Returns:
+        ``[T, ...]`` with ``out[t]`` the trace including step ``t``'s spikes.
+
+    Example:
+        >>> trace_sequence(torch.tensor([[1.0], [0.0], [1.0]]), torch.zeros(1), 0.5)
+        tensor([[1.0000],
+                [0.5000],
+                [1.2500]])
+    """
+    out = torch.empty_like(spikes)
+    trace = initial
+    for t in range(spikes.shape[0]):
+        trace = trace_step(trace, spikes[t], decay, kind)
+        out[t] = trace
+    return out
