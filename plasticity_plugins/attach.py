@@ -154,14 +154,10 @@ def _events_by_tracing(model: nn.Module, example_input: Any) -> list[tuple[str, 
     hooks: list[RemovableHandle] = []
     for name, module in model.named_modules():
         hooks.append(
-            module.register_forward_pre_hook(
-                lambda m, a, n=name: events.append(("enter", n, m))  # type: ignore[misc]
-            )
+            module.register_forward_pre_hook(lambda m, a, n=name: events.append(("enter", n, m)))
         )
         hooks.append(
-            module.register_forward_hook(
-                lambda m, a, o, n=name: events.append(("exit", n, m))  # type: ignore[misc]
-            )
+            module.register_forward_hook(lambda m, a, o, n=name: events.append(("exit", n, m)))
         )
     adapters = {}
     for name, module in model.named_modules():

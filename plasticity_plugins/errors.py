@@ -6,6 +6,8 @@ value, and what would have been accepted.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 
 class PlasticityError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -35,7 +37,7 @@ class StateError(PlasticityError, RuntimeError):
     """A call at the wrong moment: a step before reset, a sequence whose batch size changed."""
 
 
-def require_framework(name: str, extra: str | None = None):  # type: ignore[no-untyped-def]
+def require_framework(name: str, extra: str | None = None) -> ModuleType:
     """Import a framework by name or raise :class:`MissingFrameworkError` naming the extra.
 
     Args:

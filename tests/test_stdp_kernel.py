@@ -8,32 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from stdp_reference import conv2d_loop_reference, linear_loop_reference
 
 from plasticity_plugins.kernels.stdp import ConvGeometry, pair_stdp_accumulate_
 from plasticity_plugins.kernels.traces import decay_factor
-
-
-def _loop_reference(pre, post, a_plus, a_minus, d_pre, d_post, kind):
-    """dw[o, i] by walking every synapse, every sample and every step (Linear)."""
-    steps, batch, n_in = pre.shape
-    n_out = post.shape[2]
-    dw = np.zeros((n_out, n_in))
-    for b in range(batch):
-        for o in range(n_out):
-            for i in range(n_in):
-                x_pre = x_post = 0.0
-                for t in range(steps):
-                    post_before = x_post * d_post
-                    if kind == "all_to_all":
-                        x_pre = x_pre * d_pre + pre[t, b, i]
-                        x_post = x_post * d_post + post[t, b, o]
-                    else:
-                        x_pre = pre[t, b, i] if pre[t, b, i] else x_pre * d_pre
-                        x_post = post[t, b, o] if post[t, b, o] else x_post * d_post
-                    dw[o, i] += (
-                        a_plus * post[t, b, o] * x_pre - a_minus * post_before * pre[t, b, i]
-                    )
-    return dw / batch
 
 
 @pytest.mark.parametrize("kind", ["all_to_all", "nearest"])
@@ -58,7 +36,7 @@ def test_linear_matches_loop(kind):
     )
     np.testing.assert_allclose(
         acc.numpy(),
-        _loop_reference(pre, post, 0.7, 0.4, d_pre, d_post, kind),
+        linear_loop_reference(pre, post, 0.7, 0.4, d_pre, d_post, kind),
         rtol=1e-12,
         atol=1e-14,
     )
@@ -107,47 +85,6 @@ def test_pair_timing_convention():
     assert _single_pair(4, 4) == pytest.approx(0.01, rel=1e-12)
 
 
-def _conv_loop_reference(pre, post, weight_shape, geometry, a_plus, a_minus, d_pre, d_post):
-    """dw of a Conv2d by walking every weight, sample, step and output position."""
-    steps, batch = pre.shape[:2]
-    (sy, sx), (py, px), (dy, dx), groups = (
-        geometry.stride,
-        geometry.padding,
-        geometry.dilation,
-        geometry.groups,
-    )
-    padded = np.pad(pre, ((0, 0), (0, 0), (0, 0), (py, py), (px, px)))
-    pre_tr = np.zeros_like(padded)
-    tr = np.zeros_like(padded[0])
-    for t in range(steps):
-        tr = tr * d_pre + padded[t]
-        pre_tr[t] = tr
-    post_tr = np.zeros_like(post[0])
-    dw = np.zeros(weight_shape)
-    out_c, in_per_group, kh, kw = weight_shape
-    out_per_group = out_c // groups
-    for t in range(steps):
-        post_before = post_tr * d_post
-        post_tr = post_tr * d_post + post[t]
-        for b in range(batch):
-            for o in range(out_c):
-                g = o // out_per_group
-                for c in range(in_per_group):
-                    ci = g * in_per_group + c
-                    for ky in range(kh):
-                        for kx in range(kw):
-                            for y in range(post.shape[3]):
-                                for x in range(post.shape[4]):
-                                    iy, ix = y * sy + ky * dy, x * sx + kx * dx
-                                    dw[o, c, ky, kx] += (
-                                        a_plus * post[t, b, o, y, x] * pre_tr[t, b, ci, iy, ix]
-                                        - a_minus
-                                        * post_before[b, o, y, x]
-                                        * padded[t, b, ci, iy, ix]
-                                    )
-    return dw / batch
-
-
 @pytest.mark.parametrize(
     "stride,padding,dilation,groups", [(1, 0, 1, 1), (2, 1, 1, 1), (1, 2, 2, 2)]
 )
@@ -181,7 +118,7 @@ def test_conv2d_matches_loop(stride, padding, dilation, groups):
         alpha=0.5,
         conv=geometry,
     )
-    expected = _conv_loop_reference(
+    expected = conv2d_loop_reference(
         pre, post, tuple(conv.weight.shape), geometry, 0.3, 0.2, 0.6, 0.5
     )
     np.testing.assert_allclose(acc.numpy(), expected, rtol=1e-10, atol=1e-12)

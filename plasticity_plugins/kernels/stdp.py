@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.grad
 from torch import Tensor
 
 from .traces import TraceKind, trace_sequence

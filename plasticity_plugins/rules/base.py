@@ -37,7 +37,7 @@ class UpdateSink:
     def __init__(self, grad_scaler: object | None = None, distributed: bool = False) -> None:
         self.grad_scaler = grad_scaler
         self.distributed = distributed
-        self._pending: dict[nn.Parameter, Tensor] = {}
+        self._pending: dict[Tensor, Tensor] = {}
 
     @property
     def factor(self) -> float:
@@ -46,7 +46,7 @@ class UpdateSink:
             return -1.0
         return -float(self.grad_scaler.get_scale())  # type: ignore[attr-defined]
 
-    def accumulator(self, param: nn.Parameter) -> Tensor:
+    def accumulator(self, param: Tensor) -> Tensor:
         """The tensor a rule adds ``factor * dw`` into (``param.grad``, created as zeros)."""
         if self.distributed:
             if param not in self._pending:

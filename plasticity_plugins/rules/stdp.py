@@ -91,6 +91,7 @@ class STDP(LocalRule):
                 "before a sequence with another batch size or input size"
             )
         weight = view.synapse.weight
+        assert isinstance(weight, torch.Tensor)
         state["pre_trace"], state["post_trace"] = pair_stdp_accumulate_(
             view.sink.accumulator(weight),
             pre,

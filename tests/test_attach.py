@@ -1,0 +1,450 @@
+"""attach / detach: pair discovery, the round trip, pausing, mappings, state, bad input."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import snntorch as snn
+import torch
+import torch.nn.functional as F
+from spikingjelly.activation_based import layer as sj_layer
+from spikingjelly.activation_based import neuron as sj_neuron
+from stdp_reference import conv2d_loop_reference, linear_loop_reference
+from torch import nn
+
+import plasticity_plugins
+from plasticity_plugins import AttachError, InputError, StateError, UnsupportedModuleError
+from plasticity_plugins.kernels.stdp import ConvGeometry
+from plasticity_plugins.kernels.traces import decay_factor
+from plasticity_plugins.networks import matched_lif
+from plasticity_plugins.rules import STDP, LocalRule, PairView, RuleState
+
+
+class ObserveOnly(LocalRule):
+    def step(self, view: PairView, state: RuleState) -> None:
+        return None
+
+
+def leaky(**kwargs) -> snn.Leaky:
+    return snn.Leaky(beta=0.8, init_hidden=True, **kwargs)
+
+
+def spikes(*shape, p=0.3, dtype=torch.float32):
+    return (torch.rand(*shape) < p).to(dtype)
+
+
+class OutOfOrder(nn.Module):
+    """Layers declared in another order than forward() uses them, with Flatten/Dropout/BN/pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lif2 = leaky()
+        self.fc2 = nn.Linear(4 * 3 * 3, 5)
+        self.lif1 = leaky()
+        self.bn = nn.BatchNorm2d(4)
+        self.pool = nn.MaxPool2d(2)
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.drop = nn.Dropout(0.2)
+        self.flat = nn.Flatten()
+
+    def forward(self, x):
+        h = self.lif1(self.pool(self.bn(self.conv(x))))
+        return self.lif2(self.fc2(self.drop(self.flat(h))))
+
+
+class RecurrentNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 4)
+        self.rlif = snn.RLeaky(beta=0.8, linear_features=4, init_hidden=True)
+
+    def forward(self, x):
+        return self.rlif(self.fc(x))
+
+
+def test_sequential_pairs_by_registration_order():
+    net = nn.Sequential(nn.Linear(6, 5), leaky(), nn.Linear(5, 3), leaky())
+    handle = plasticity_plugins.attach(net, STDP())
+    assert handle.pairs == [("0", "1"), ("2", "3")]
+    handle.detach()
+
+
+def test_class_model_declared_out_of_order_needs_and_uses_example_input():
+    net = OutOfOrder()
+    handle = plasticity_plugins.attach(net, STDP(), example_input=torch.zeros(2, 2, 6, 6))
+    assert handle.pairs == [("conv", "lif1"), ("fc2", "lif2")]
+    handle.detach()
+
+
+def test_trace_leaves_model_state_rng_and_modes_untouched():
+    net = OutOfOrder().train()
+    before = copy.deepcopy(net.state_dict())
+    rng = torch.get_rng_state()
+    handle = plasticity_plugins.attach(net, STDP(), example_input=torch.ones(2, 2, 6, 6))
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(m.training for m in net.modules())
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    handle.detach()
+
+
+def test_rleaky_recurrent_layer_is_a_pair():
+    handle = plasticity_plugins.attach(RecurrentNet(), STDP(), example_input=torch.zeros(2, 6))
+    assert handle.pairs == [("fc", "rlif"), ("rlif.recurrent", "rlif")]
+    handle.detach()
+
+
+def test_recurrent_stdp_uses_previous_spikes_as_pre():
+    net = RecurrentNet()
+    handle = plasticity_plugins.attach(net, STDP(a_plus=1.0, a_minus=0.5, tau_pre=3, tau_post=4))
+    inputs = spikes(8, 2, 6, p=0.6) * 3
+    outs = []
+    with torch.no_grad():
+        for x_t in inputs:
+            outs.append(net(x_t).clone())
+    post = torch.stack(outs).double()
+    # The recurrent synapse sees the previous step's spikes (zeros before the first step).
+    pre = torch.cat([torch.zeros_like(post[:1]), post[:-1]])
+    expected = linear_loop_reference(
+        pre.numpy(), post.numpy(), 1.0, 0.5, decay_factor(3), decay_factor(4), "all_to_all"
+    )
+    got = net.rlif.recurrent.weight.grad
+    assert post.sum() > 0
+    np.testing.assert_allclose(-got.double().numpy(), expected, rtol=1e-5, atol=1e-6)
+    handle.detach()
+
+
+def test_round_trip_restores_classes_parameters_and_bptt_gradients():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(6, 5), leaky(), nn.Linear(5, 3), leaky(output=True))
+    twin = copy.deepcopy(net)
+    classes = [type(m) for m in net.modules()]
+    ids = [id(p) for p in net.parameters()]
+    inputs = torch.rand(6, 4, 6)
+
+    def bptt_grads(model):
+        model.zero_grad()
+        for m in model.modules():
+            if isinstance(m, snn.Leaky):
+                m.reset_mem()
+        loss = sum(model(x_t)[0].sum() for x_t in inputs)
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    expected = bptt_grads(twin)
+    observing = plasticity_plugins.attach(net, ObserveOnly())
+    for got, want in zip(bptt_grads(net), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)  # hooks change nothing
+    observing.detach()
+    handle = plasticity_plugins.attach(net, STDP())
+    with torch.no_grad():
+        net(inputs[0])
+    handle.detach()
+    assert not plasticity_plugins.is_attached(net)
+    assert [type(m) for m in net.modules()] == classes
+    assert [id(p) for p in net.parameters()] == ids
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
+    for got, want in zip(bptt_grads(net), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.optim.SGD(net.parameters(), lr=0.1).step()  # an optimizer step still works
+
+
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(2), nn.AvgPool2d(2)])
+def test_stdp_routes_post_spikes_through_pooling(pool):
+    conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+    net = nn.Sequential(conv, pool, nn.Flatten(), nn.Dropout(0.0), leaky())
+    handle = plasticity_plugins.attach(net, STDP(a_plus=1.0, a_minus=0.7, tau_pre=2, tau_post=3))
+    inputs = spikes(5, 2, 2, 6, 6, p=0.5) * 2
+    outs = []
+    with torch.no_grad():
+        for x_t in inputs:
+            outs.append(net(x_t).reshape(2, 3, 3, 3))
+    post_pooled = torch.stack(outs).double()
+    # Independent routing: unpool to the argmax (max) or spread evenly (average).
+    routed = []
+    for t, x_t in enumerate(inputs):
+        y = conv(x_t).detach().double()
+        if isinstance(pool, nn.MaxPool2d):
+            _, idx = F.max_pool2d(y, 2, return_indices=True)
+            routed.append(F.max_unpool2d(post_pooled[t], idx, 2, output_size=y.shape[-2:]))
+        else:
+            routed.append(post_pooled[t].repeat_interleave(2, -1).repeat_interleave(2, -2) / 4)
+    geometry = ConvGeometry((1, 1), (1, 1), (1, 1), 1)
+    expected = conv2d_loop_reference(
+        inputs.double().numpy(),
+        torch.stack(routed).numpy(),
+        tuple(conv.weight.shape),
+        geometry,
+        1.0,
+        0.7,
+        decay_factor(2),
+        decay_factor(3),
+    )
+    assert post_pooled.sum() > 0
+    np.testing.assert_allclose(-conv.weight.grad.double().numpy(), expected, rtol=1e-5, atol=1e-6)
+    handle.detach()
+
+
+def _conv_model(framework: str, multistep: bool, conv: nn.Conv2d):
+    if framework == "spikingjelly":
+        sj_conv = sj_layer.Conv2d(
+            2, 3, 3, stride=2, padding=1, bias=False, step_mode="m" if multistep else "s"
+        )
+        sj_conv.weight = conv.weight
+        return nn.Sequential(sj_conv, matched_lif("spikingjelly", multistep)), sj_conv
+    return None, conv
+
+
+@pytest.mark.parametrize(
+    "framework,multistep",
+    [("snntorch", False), ("spikingjelly", False), ("spikingjelly", True), ("norse", False)],
+)
+def test_conv2d_stdp_in_every_framework_matches_loop(framework, multistep, device, dtype):
+    conv = nn.Conv2d(2, 3, 3, stride=2, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.uniform_(0, 0.5)
+    conv.to(device, dtype)
+    inputs = spikes(6, 2, 2, 7, 7, p=0.5, dtype=dtype).to(device)
+    outs = []
+    if framework == "spikingjelly":
+        net, synapse = _conv_model(framework, multistep, conv)
+    elif framework == "norse":
+        import norse.torch as norse
+
+        net = norse.SequentialState(conv, matched_lif("norse", dtype=dtype, device=device))
+        synapse = conv
+    else:
+        net = nn.Sequential(conv, matched_lif("snntorch")).to(device, dtype)
+        synapse = conv
+    net.to(device)
+    handle = plasticity_plugins.attach(net, STDP(a_plus=0.5, a_minus=0.3, tau_pre=3, tau_post=2))
+    with torch.no_grad():
+        if multistep:
+            outs = list(net(inputs))
+        elif framework == "norse":
+            state = None
+            for x_t in inputs:
+                out, state = net(x_t, state)
+                outs.append(out)
+        else:
+            outs = [net(x_t) for x_t in inputs]
+    post = torch.stack(outs).double().cpu().numpy()
+    assert post.sum() > 0
+    expected = conv2d_loop_reference(
+        inputs.double().cpu().numpy(),
+        post,
+        tuple(synapse.weight.shape),
+        ConvGeometry((2, 2), (1, 1), (1, 1), 1),
+        0.5,
+        0.3,
+        decay_factor(3),
+        decay_factor(2),
+    )
+    got = -synapse.weight.grad.double().cpu().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    handle.detach()
+
+
+def test_linear_stdp_matches_loop_device_dtype(device, dtype):
+    net = nn.Sequential(nn.Linear(5, 4, bias=False), matched_lif("snntorch")).to(device, dtype)
+    with torch.no_grad():
+        net[0].weight.uniform_(0, 0.6)
+    handle = plasticity_plugins.attach(net, STDP(a_plus=0.2, a_minus=0.1, tau_pre=4, tau_post=6))
+    inputs = spikes(15, 3, 5, p=0.4, dtype=dtype).to(device)
+    with torch.no_grad():
+        post = torch.stack([net(x_t) for x_t in inputs])
+    assert net[0].weight.grad.dtype == dtype and net[0].weight.grad.device.type == device
+    expected = linear_loop_reference(
+        inputs.double().cpu().numpy(),
+        post.double().cpu().numpy(),
+        0.2,
+        0.1,
+        decay_factor(4),
+        decay_factor(6),
+        "all_to_all",
+    )
+    got = -net[0].weight.grad.double().cpu().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    handle.detach()
+
+
+def test_paused_leaves_grad_and_traces_untouched():
+    net = nn.Sequential(nn.Linear(5, 4), leaky())
+    handle = plasticity_plugins.attach(net, STDP())
+    with torch.no_grad():
+        net(spikes(2, 5, p=0.9) * 3)
+        grad = net[0].weight.grad.clone()
+        traces = handle.state_dict()["rules"]
+        with handle.paused():
+            for _ in range(3):
+                net(spikes(2, 5, p=0.9) * 3)
+    assert torch.equal(net[0].weight.grad, grad)
+    for key, value in handle.state_dict()["rules"]["0->1"].items():
+        assert torch.equal(value, traces["0->1"][key])
+    handle.detach()
+
+
+def test_mapping_trains_only_matched_layers():
+    net = nn.Sequential(nn.Linear(5, 4), leaky(), nn.Linear(4, 3), leaky())
+    handle = plasticity_plugins.attach(net, {"2": STDP(a_plus=1.0)})
+    assert handle.pairs == [("2", "3")]
+    with torch.no_grad():
+        for _ in range(5):
+            net(torch.ones(2, 5) * 3)
+    assert net[0].weight.grad is None
+    assert net[2].weight.grad is not None and net[2].weight.grad.abs().sum() > 0
+    handle.detach()
+    with pytest.raises(AttachError, match="Pairs found"):
+        plasticity_plugins.attach(net, {"nothing*": STDP()})
+
+
+def test_state_dict_mid_sequence_continues_identically():
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(5, 4), leaky())
+    handle = plasticity_plugins.attach(net, STDP())
+    inputs = spikes(10, 2, 5, p=0.6) * 2
+    with torch.no_grad():
+        for x_t in inputs[:5]:
+            net(x_t)
+        saved = handle.state_dict()
+        grad_mid = net[0].weight.grad.clone()
+        for x_t in inputs[5:]:
+            net(x_t)
+        uninterrupted = net[0].weight.grad.clone()
+        handle.reset()
+        handle.load_state_dict(saved)
+        net[0].weight.grad = grad_mid.clone()
+        for x_t in inputs[5:]:
+            net(x_t)
+    torch.testing.assert_close(net[0].weight.grad, uninterrupted, rtol=0, atol=0)
+    handle.detach()
+
+
+def test_sgd_lr_one_applies_exactly_dw():
+    net = nn.Sequential(nn.Linear(3, 2, bias=False), leaky())
+    nn.init.constant_(net[0].weight, 0.2)
+    w0 = net[0].weight.detach().clone()
+    handle = plasticity_plugins.attach(net, STDP(a_plus=0.1, a_minus=0.05))
+    with torch.no_grad():
+        for _ in range(4):
+            net(torch.ones(1, 3) * 5)
+    dw = -net[0].weight.grad.clone()
+    torch.optim.SGD(net.parameters(), lr=1.0).step()
+    torch.testing.assert_close(net[0].weight.detach(), w0 + dw)
+    assert dw.sum() > 0  # causal pairing with a driven neuron potentiates
+    handle.detach()
+
+
+def test_grad_scaler_scales_updates_and_autocast_without_it_is_refused():
+    net = nn.Sequential(nn.Linear(3, 2, bias=False), leaky())
+    nn.init.constant_(net[0].weight, 0.2)
+    twin = copy.deepcopy(net)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    handle = plasticity_plugins.attach(net, STDP(), grad_scaler=scaler)
+    plain = plasticity_plugins.attach(twin, STDP())
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.ones(1, 3) * 5)
+            twin(torch.ones(1, 3) * 5)
+    torch.testing.assert_close(net[0].weight.grad, twin[0].weight.grad * 1024.0)
+    optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
+    scaler.scale(torch.zeros(()))  # a BPTT loss elsewhere in the model would be scaled so
+    scaler.unscale_(optimizer)
+    torch.testing.assert_close(net[0].weight.grad, twin[0].weight.grad)
+    handle.detach()
+    with (
+        pytest.raises(AttachError, match="grad_scaler"),
+        torch.no_grad(),
+        torch.autocast("cpu", dtype=torch.bfloat16),
+    ):
+        twin(torch.ones(1, 3) * 5)
+    plain.detach()
+
+
+# --- bad input: a clear error, and state untouched -------------------------------------------
+
+
+def test_unsupported_neuron_lists_supported_ones():
+    net = nn.Sequential(nn.Linear(4, 4), sj_neuron.KLIFNode())
+    with pytest.raises(
+        UnsupportedModuleError, match=r"KLIFNode.*Supported: spikingjelly: .*LIFNode"
+    ):
+        plasticity_plugins.attach(net, STDP())
+    assert not plasticity_plugins.is_attached(net)
+
+
+def test_snntorch_reset_delay_false_is_refused():
+    net = nn.Sequential(nn.Linear(4, 4), leaky(reset_delay=False))
+    with pytest.raises(UnsupportedModuleError, match="reset_delay"):
+        plasticity_plugins.attach(net, STDP())
+    assert not plasticity_plugins.is_attached(net)
+    assert not net[1]._forward_hooks
+
+
+def test_unsupported_synapse_options_are_refused():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular"), leaky())
+    with pytest.raises(UnsupportedModuleError, match="padding_mode='circular'"):
+        plasticity_plugins.attach(net, STDP())
+
+
+def test_attaching_twice_is_refused():
+    net = nn.Sequential(nn.Linear(4, 4), leaky())
+    handle = plasticity_plugins.attach(net, STDP())
+    with pytest.raises(AttachError, match="already attached"):
+        plasticity_plugins.attach(net, STDP())
+    with pytest.raises(AttachError, match="already have rules"):
+        plasticity_plugins.attach(nn.Sequential(net), STDP())
+    handle.detach()
+    plasticity_plugins.attach(net, STDP()).detach()
+
+
+def test_model_without_pairs_is_refused():
+    with pytest.raises(AttachError, match="no \\(synapse, neuron\\) pair"):
+        plasticity_plugins.attach(nn.Sequential(nn.Linear(4, 4), nn.ReLU()), STDP())
+    with pytest.raises(AttachError, match="Pairs found: none"):
+        plasticity_plugins.attach(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), leaky()), STDP())
+
+
+def test_wrong_rank_and_nan_input_are_refused_without_touching_state():
+    net = nn.Sequential(nn.Linear(4, 3), leaky())
+    handle = plasticity_plugins.attach(net, STDP(a_plus=1.0))
+    with torch.no_grad():
+        net(torch.ones(2, 4) * 3)
+        grad = net[0].weight.grad.clone()
+        state = handle.state_dict()
+        with pytest.raises(
+            InputError, match=r"input of shape \(5, 2, 4\) has rank 3.*\[B, \*features\]"
+        ):
+            net(torch.ones(5, 2, 4))
+        nan_input = torch.ones(2, 4)
+        nan_input[0, 1] = float("nan")
+        with pytest.raises(InputError, match="NaN or inf"):
+            net(nan_input)
+        with pytest.raises(InputError, match="float64"):
+            net(torch.ones(2, 4, dtype=torch.float64))
+    assert torch.equal(net[0].weight.grad, grad)
+    for key, value in handle.state_dict()["neurons"]["1"].items():
+        assert torch.equal(value, state["neurons"]["1"][key])
+    handle.detach()
+
+
+def test_batch_size_change_without_reset_is_refused():
+    net = nn.Sequential(nn.Linear(4, 3), leaky())
+    handle = plasticity_plugins.attach(net, STDP())
+    with torch.no_grad():
+        net(torch.ones(2, 4))
+        net[1].reset_mem()  # the framework's own reset leaves the rule's traces as they were
+        with pytest.raises(StateError, match=r"handle.reset\(\)"):
+            net(torch.ones(3, 4))
+        handle.reset()
+        net(torch.ones(3, 4))
+    handle.detach()
+
+
+def test_bad_rule_arguments():
+    with pytest.raises(ValueError, match="tau_pre"):
+        STDP(tau_pre=0)
+    with pytest.raises(TypeError, match="LocalRule"):
+        plasticity_plugins.attach(nn.Sequential(nn.Linear(2, 2), leaky()), "stdp")  # type: ignore[arg-type]
