@@ -41,9 +41,20 @@ class NeuronSpec:
     One time step of every supported neuron is, with ``I[t]`` the neuron's input::
 
         i[t] = syn_decay * i[t-1] + I[t]                  (only when syn_decay is not None)
-        u[t] = mem_decay * v[t-1] + input_gain * i[t]     (i = I without a synaptic current)
+        u[t] = rest + mem_decay * (v[t-1] - rest) + input_gain * i[t]   (i = I without syn_decay)
         s[t] = H(u[t] - threshold)   (u >= threshold when fire_on_equal)
         v[t] = reset(u[t], s[t])     (zero: reset_value, subtract: u - threshold, none: u)
+
+    Some neurons (most snnTorch ones) reset AFTER the decay and the new input instead; with
+    ``reset_after_integration`` the membrane is::
+
+        w[t] = rest + mem_decay * (u[t-1] - rest) + input_gain * i[t]
+        u[t] = w[t] - threshold * s[t-1]                        (subtract)
+        u[t] = (1 - s[t-1]) * w[t] + s[t-1] * reset_value       (zero)
+        u[t] = w[t]                                             (none)
+
+    For ``"subtract"`` the two forms agree only when ``mem_decay == 1``; for ``"zero"`` the second
+    also discards the input of the step after a spike.
 
     Attributes:
         framework: the framework's import name, e.g. ``"snntorch"``.
@@ -56,6 +67,12 @@ class NeuronSpec:
             False for ``u > threshold`` (snnTorch, Norse).
         syn_decay: decay of a synaptic current (snnTorch Synaptic, Norse LIFCell), else None.
         reset_value: the membrane value after a ``"zero"`` reset.
+        rest: the value the membrane decays towards (Norse ``v_leak``, SpikingJelly's hard-reset
+            ``v_reset`` for LIF neurons); 0 for most neurons.
+        reset_after_integration: True for the second form above.
+        exact: False when the neuron's dynamics fit neither form (snnTorch ``Alpha``); the other
+            fields are then the approximation its adapter documents. ``s``, ``u`` and ``psi``
+            are exact regardless.
     """
 
     framework: str
@@ -67,6 +84,9 @@ class NeuronSpec:
     fire_on_equal: bool
     syn_decay: float | None = None
     reset_value: float = 0.0
+    rest: float = 0.0
+    reset_after_integration: bool = False
+    exact: bool = True
 
 
 class NeuronObservation:
