@@ -32,8 +32,17 @@ from torch.utils.hooks import RemovableHandle
 
 from .adapters import adapter_for, is_framework_neuron, supported_neurons
 from .adapters.base import NeuronAdapter, NeuronObservation
-from .errors import AttachError, InputError, UnsupportedModuleError
-from .rules.base import SYNAPSE_TYPES, LocalRule, PairView, RuleState, UpdateSink
+from .errors import AttachError, InputError, StateError, UnsupportedModuleError
+from .kernels.synapse import input_vjp
+from .rules.base import (
+    SYNAPSE_TYPES,
+    GradientRule,
+    LocalRule,
+    PairView,
+    RuleState,
+    UpdateSink,
+    conv_geometry,
+)
 
 RuleSpec = LocalRule | Mapping[str, LocalRule]
 
@@ -130,6 +139,10 @@ class _Pair:
     route: _Route
     state: RuleState = field(default_factory=dict)
     pending_input: Tensor | None = None
+    #: Gradient rules: the synapse input as it was in the autograd graph (before the cut).
+    input_in_graph: Tensor | None = None
+    #: Gradient rules: the view of the latest forward call, consumed by backward().
+    view: PairView | None = None
 
     @property
     def name(self) -> str:
@@ -254,12 +267,22 @@ class AttachHandle:
         self._by_neuron: dict[str, list[_Pair]] = {}
         for pair in pairs:
             self._by_neuron.setdefault(pair.neuron_name, []).append(pair)
+        self._steps_done = dict.fromkeys(self._by_neuron, 0)
+        self._total_steps: int | None = None
+        self._live_spikes: dict[str, Tensor] = {}
         for pair in pairs:
             self._hooks.append(pair.synapse.register_forward_pre_hook(self._synapse_pre_hook(pair)))
             self._hooks.append(pair.synapse.register_forward_hook(self._synapse_hook(pair)))
         for name, adapter in adapters.items():
             adapter.detach_state = any(p.rule.detach_neuron_state for p in self._by_neuron[name])
             adapter.install(self._neuron_callback(name))
+            if any(isinstance(p.rule, GradientRule) for p in self._by_neuron[name]):
+                self._hooks.append(adapter.module.register_forward_hook(self._live_hook(name)))
+        for pair in pairs:
+            if isinstance(pair.rule, GradientRule):
+                for param in (pair.synapse.weight, getattr(pair.synapse, "bias", None)):
+                    if isinstance(param, Tensor) and param.requires_grad:
+                        self._hooks.append(param.register_hook(self._refuse_autograd(pair)))
         if optimizer is not None:
             self._hooks.append(optimizer.register_step_pre_hook(lambda opt, a, k: self.sync()))
 
@@ -277,13 +300,13 @@ class AttachHandle:
         if not self._attached:
             raise AttachError("this handle was detached; attach the model again")
 
-    def _synapse_pre_hook(self, pair: _Pair) -> Callable[..., None]:
+    def _synapse_pre_hook(self, pair: _Pair) -> Callable[..., tuple[Any, ...] | None]:
         rank = _feature_rank(pair.synapse)
         multistep = pair.adapter.multistep
 
-        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
             if self._paused:
-                return
+                return None
             x = args[0]
             if not isinstance(x, Tensor):
                 raise InputError(f"{pair.synapse_name}: expected a Tensor input, got {type(x)}")
@@ -308,6 +331,32 @@ class AttachHandle:
                     f"{weight.dtype} on {weight.device}; move the input to match the model"
                 )
             pair.pending_input = x.detach()
+            if isinstance(pair.rule, GradientRule) and torch.is_grad_enabled():
+                # Cut the graph here: layers meet only through the rule's own learning signal.
+                pair.input_in_graph = x if x.requires_grad else None
+                return (x.detach(), *args[1:])
+            return None
+
+        return hook
+
+    def _live_hook(self, neuron_name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if self._paused:
+                return
+            spikes = output if isinstance(output, Tensor) else output[0]
+            if spikes.requires_grad:
+                self._live_spikes[neuron_name] = spikes
+
+        return hook
+
+    def _refuse_autograd(self, pair: _Pair) -> Callable[[Tensor], None]:
+        def hook(grad: Tensor) -> None:
+            raise AttachError(
+                f"{type(pair.rule).__name__} owns the weights of {pair.name}, but autograd is "
+                "computing their gradient (loss.backward() across steps would rebuild BPTT "
+                "through the surrogate). Call handle.backward(loss) at every step instead of "
+                "loss.backward(), or detach the handle to train with BPTT."
+            )
 
         return hook
 
@@ -323,12 +372,14 @@ class AttachHandle:
             if self._paused:
                 return
             self._refuse_unscaled_autocast(observation.s)
+            first_step = self._steps_done[neuron_name]
             for pair in self._by_neuron[neuron_name]:
                 x = pair.pending_input
                 if x is None:
                     continue  # the synapse did not run since the last step (e.g. first step)
                 pair.pending_input = None
-                self._run_rule(pair, x, observation)
+                self._run_rule(pair, x, observation, first_step)
+            self._steps_done[neuron_name] = first_step + observation.s.shape[0]
 
         return on_step
 
@@ -341,7 +392,9 @@ class AttachHandle:
                 "autocast without scaling)."
             )
 
-    def _run_rule(self, pair: _Pair, x: Tensor, observation: NeuronObservation) -> None:
+    def _run_rule(
+        self, pair: _Pair, x: Tensor, observation: NeuronObservation, first_step: int
+    ) -> None:
         spikes = observation.s
         steps, batch = spikes.shape[:2]
         rank = _feature_rank(pair.synapse)
@@ -367,8 +420,12 @@ class AttachHandle:
             neuron=observation,
             to_synapse_output=pair.route,
             sink=self._sink,
+            first_step=first_step,
+            total_steps=self._total_steps,
         )
         pair.rule.step(view, pair.state)
+        if isinstance(pair.rule, GradientRule):
+            pair.view = view
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
@@ -382,14 +439,170 @@ class AttachHandle:
         finally:
             self._paused = previous
 
-    def reset(self) -> None:
-        """Start a new sequence: reset the neurons' state and the rules' traces."""
+    def reset(self, steps: int | None = None) -> None:
+        """Start a new sequence: reset the neurons' state and the rules' traces.
+
+        Args:
+            steps: the sequence length T, for rules that need it (S-TLLR's ``delay_ls``).
+        """
         self._check_attached()
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, int) or steps < 1
+        ):
+            raise InputError(f"handle.reset: steps must be a positive int, got {steps!r}")
         for adapter in self._adapters.values():
             adapter.reset()
         for pair in self._pairs:
-            pair.state.clear()
+            pair.rule.reset_state(pair.state)
             pair.pending_input = None
+            pair.input_in_graph = None
+            pair.view = None
+        self._steps_done = dict.fromkeys(self._steps_done, 0)
+        self._total_steps = steps
+        self._live_spikes.clear()
+
+    def backward(self, loss: Tensor | None = None, *, target: Tensor | None = None) -> None:
+        """Deliver this step's learning signal to the gradient rules (S-TLLR, DECOLLE).
+
+        Call it once per forward call, where a BPTT loop would accumulate the loss: the
+        learning signal of a step meets the eligibility of the same step, and the step's graph
+        is freed right after, so memory does not grow with the number of steps.
+
+        Args:
+            loss: the loss of this step (rules with ``signal="bp"`` or ``"dfa"``). With AMP pass
+                ``scaler.scale(loss)``, as you would to ``loss.backward()``.
+            target: integer class labels ``[B]`` (rules with ``signal="local"``, DECOLLE).
+
+        Parameters that no rule owns (e.g. a non-spiking readout after the last neuron) get
+        ordinary autograd gradients of ``loss`` within the step.
+        """
+        self._check_attached()
+        pairs = [p for p in self._pairs if isinstance(p.rule, GradientRule)]
+        if not pairs:
+            raise AttachError("handle.backward() needs a gradient rule (STLLR, DECOLLE) attached")
+        missing = [p.name for p in pairs if p.view is None]
+        if missing:
+            raise StateError(
+                f"handle.backward() before a forward call of {missing} since the last "
+                "handle.reset() / backward(): run the model's forward for this step first"
+            )
+        signals = {p.rule.signal for p in pairs if isinstance(p.rule, GradientRule)}
+        deltas: dict[str, Tensor] = {}
+        if signals & {"bp", "dfa"}:
+            deltas = self._loss_deltas(loss, pairs)
+        elif loss is not None:
+            raise InputError(
+                "handle.backward(loss): the attached rules learn from a target (local losses); "
+                "pass target= instead"
+            )
+        if "local" in signals and target is None:
+            raise InputError("handle.backward(): DECOLLE needs target= (integer labels [B])")
+        top = pairs[-1].neuron_name
+        for pair in reversed(pairs):
+            rule = pair.rule
+            assert isinstance(rule, GradientRule) and pair.view is not None
+            view = pair.view
+            spikes = view.neuron.s
+            if rule.signal == "local":
+                assert target is not None
+                local = rule.local_delta(view, pair.state, spikes, target)
+                if local is None:
+                    continue
+                delta = local
+            elif rule.signal == "dfa" and pair.neuron_name != top:
+                error = deltas.get(top, torch.zeros_like(self._as_sequence(top)))
+                delta = rule.feedback_delta(view, pair.state, error.flatten(2))
+            else:
+                delta = deltas.get(pair.neuron_name, torch.zeros_like(spikes))
+            passed_down = rule.learn(view, pair.state, delta)
+            if passed_down is not None:
+                self._pass_down(pair, view, passed_down, deltas)
+        for pair in pairs:
+            pair.view = None
+            pair.input_in_graph = None
+        self._live_spikes.clear()
+
+    def _as_sequence(self, neuron_name: str) -> Tensor:
+        spikes = self._live_spikes[neuron_name]
+        return spikes if self._adapters[neuron_name].multistep else spikes.unsqueeze(0)
+
+    def _loss_deltas(self, loss: Tensor | None, pairs: list[_Pair]) -> dict[str, Tensor]:
+        """``dloss/ds`` of every neuron's spikes along the paths inside this step."""
+        if loss is None or not isinstance(loss, Tensor) or loss.numel() != 1:
+            raise InputError(
+                "handle.backward(loss): loss must be the scalar loss tensor of this step, got "
+                f"{loss if not isinstance(loss, Tensor) else tuple(loss.shape)}"
+            )
+        if not loss.requires_grad:
+            raise InputError(
+                "handle.backward(loss): the loss does not require grad; compute it from the "
+                "model's output with gradients enabled (not under torch.no_grad())"
+            )
+        names = [n for n in dict.fromkeys(p.neuron_name for p in pairs) if n in self._live_spikes]
+        owned = {
+            id(param)
+            for p in pairs
+            for param in (p.synapse.weight, getattr(p.synapse, "bias", None))
+            if isinstance(param, Tensor)
+        }
+        owned |= {id(param) for p in pairs for param in p.adapter.module.parameters()}
+        others = [p for p in self.model.parameters() if p.requires_grad and id(p) not in owned]
+        inputs = [self._live_spikes[n] for n in names] + others
+        grads = torch.autograd.grad(loss, inputs, allow_unused=True, retain_graph=True)
+        for param, grad in zip(others, grads[len(names) :], strict=True):
+            if grad is not None:
+                param.grad = grad if param.grad is None else param.grad + grad
+        deltas = {}
+        for name, grad in zip(names, grads[: len(names)], strict=True):
+            if grad is not None:
+                deltas[name] = grad if self._adapters[name].multistep else grad.unsqueeze(0)
+        return deltas
+
+    def _pass_down(
+        self, pair: _Pair, view: PairView, signal: Tensor, deltas: dict[str, Tensor]
+    ) -> None:
+        """BP: pull ``signal`` back through the synapse to the neurons that fed it."""
+        source = pair.input_in_graph
+        if source is None:
+            return
+        upstream = [
+            n
+            for n in self._live_spikes
+            if n != pair.neuron_name and self._live_spikes[n] is not source
+        ] + [n for n in self._live_spikes if self._live_spikes[n] is source]
+        if not upstream:
+            return
+        routed = view.to_synapse_output(signal)
+        steps, batch = routed.shape[:2]
+        weight = pair.synapse.weight
+        assert isinstance(weight, Tensor)
+        flat_input = view.x.reshape(steps * batch, *view.x.shape[2:])
+        grad_input = input_vjp(
+            routed.reshape(steps * batch, *routed.shape[2:]),
+            weight.detach(),
+            tuple(flat_input.shape),
+            conv_geometry(pair.synapse),
+        ).reshape(source.shape)
+        sources = [self._live_spikes[n] for n in upstream]
+        grads = torch.autograd.grad(
+            source, sources, grad_input, allow_unused=True, retain_graph=True
+        )
+        for name, grad in zip(upstream, grads, strict=True):
+            if grad is None:
+                continue
+            grad = grad if self._adapters[name].multistep else grad.unsqueeze(0)
+            deltas[name] = grad if name not in deltas else deltas[name] + grad
+
+    def predictions(self) -> dict[str, Tensor]:
+        """Per pair, the rule's class predictions since reset (DECOLLE: majority vote)."""
+        out = {}
+        for pair in self._pairs:
+            predict = getattr(pair.rule, "predictions", None)
+            if predict is not None:
+                prediction = predict(pair.state)
+                if prediction is not None:
+                    out[pair.name] = prediction
+        return out
 
     def sync(self) -> None:
         """Average pending updates across ranks into ``.grad`` (under torch.distributed).

@@ -16,7 +16,7 @@ from torch import nn
 
 import plasticity_plugins
 from plasticity_plugins import AttachError, InputError, StateError, UnsupportedModuleError
-from plasticity_plugins.kernels.stdp import ConvGeometry
+from plasticity_plugins.kernels.synapse import ConvGeometry
 from plasticity_plugins.kernels.traces import decay_factor
 from plasticity_plugins.networks import matched_lif
 from plasticity_plugins.rules import STDP, LocalRule, PairView, RuleState

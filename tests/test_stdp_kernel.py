@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from stdp_reference import conv2d_loop_reference, linear_loop_reference
 
-from plasticity_plugins.kernels.stdp import ConvGeometry, pair_stdp_accumulate_
+from plasticity_plugins.kernels.stdp import pair_stdp_accumulate_
+from plasticity_plugins.kernels.synapse import ConvGeometry
 from plasticity_plugins.kernels.traces import decay_factor
 
 

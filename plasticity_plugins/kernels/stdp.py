@@ -20,62 +20,11 @@ anti-causal terms are stacked along the batch axis, so no ``[B, out, in]`` tenso
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
-import torch.nn.grad
 from torch import Tensor
 
+from .synapse import ConvGeometry, outer_accumulate_
 from .traces import TraceKind, trace_sequence
-
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    """Geometry of a convolution synapse (what ``nn.Conv1d`` / ``nn.Conv2d`` hold).
-
-    Attributes:
-        stride, padding, dilation: per spatial dimension, explicit integers.
-        groups: number of groups.
-    """
-
-    stride: tuple[int, ...]
-    padding: tuple[int, ...]
-    dilation: tuple[int, ...]
-    groups: int = 1
-
-
-def outer_accumulate_(
-    acc: Tensor, post: Tensor, pre: Tensor, alpha: float, conv: ConvGeometry | None = None
-) -> Tensor:
-    """``acc += alpha * sum_n post[n] (x) pre[n]``, in place, as one GEMM / weight convolution.
-
-    Args:
-        acc: ``[out, in]`` (Linear) or the convolution weight's shape.
-        post: ``[N, out]`` or ``[N, out, *spatial_out]`` post-synaptic factors.
-        pre: ``[N, in]`` or ``[N, in, *spatial_in]`` pre-synaptic factors.
-        alpha: scale.
-        conv: geometry for a convolution synapse; None for Linear.
-
-    Returns:
-        ``acc``.
-
-    Example:
-        >>> acc = torch.zeros(2, 3)
-        >>> outer_accumulate_(acc, torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 2.0, 3.0]]), 0.5)
-        tensor([[0.5000, 1.0000, 1.5000],
-                [0.0000, 0.0000, 0.0000]])
-    """
-    if conv is None:
-        return acc.addmm_(
-            post.reshape(post.shape[0], -1).T, pre.reshape(pre.shape[0], -1), alpha=alpha
-        )
-    weight_gradient = {1: torch.nn.grad.conv1d_weight, 2: torch.nn.grad.conv2d_weight}[
-        len(conv.stride)
-    ]
-    delta = weight_gradient(
-        pre, acc.shape, post, conv.stride, conv.padding, conv.dilation, conv.groups
-    )
-    return acc.add_(delta, alpha=alpha)
 
 
 def pair_stdp_accumulate_(

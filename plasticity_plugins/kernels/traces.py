@@ -89,3 +89,48 @@ def trace_sequence(
         trace = trace_step(trace, spikes[t], decay, kind)
         out[t] = trace
     return out
+
+
+def filtered_input_step(
+    synaptic: Tensor | None,
+    membrane: Tensor,
+    x: Tensor,
+    *,
+    mem_decay: float,
+    syn_decay: float | None = None,
+    mem_gain: float = 1.0,
+    syn_gain: float = 1.0,
+    delayed: bool = False,
+) -> tuple[Tensor | None, Tensor]:
+    """One step of the input filtered by a neuron's sub-threshold kernel (no reset).
+
+    This is the eligibility ``P`` of DECOLLE: the derivative of the membrane with respect to a
+    weight, ignoring the reset::
+
+        q[t] = syn_decay * q[t-1] + syn_gain * x[t]           (only with syn_decay)
+        P[t] = mem_decay * P[t-1] + mem_gain * d[t]           d = q[t] (q[t-1] if delayed), or x[t]
+
+    DECOLLE's own layer is ``syn_decay = beta, syn_gain = 1 - beta, mem_decay = alpha,
+    mem_gain = 1 - alpha, delayed = True``; a framework neuron uses its NeuronSpec (gains 1 and
+    ``input_gain``, not delayed).
+
+    Args:
+        synaptic: ``q[t-1]`` (None without a synaptic stage).
+        membrane: ``P[t-1]``.
+        x: this step's input.
+
+    Returns:
+        ``(q[t], P[t])``.
+
+    Example:
+        >>> q, p = filtered_input_step(torch.zeros(1), torch.zeros(1), torch.ones(1),
+        ...                            mem_decay=0.5, syn_decay=0.5)
+        >>> q, p
+        (tensor([1.]), tensor([1.]))
+    """
+    if syn_decay is None:
+        return None, torch.add(x * mem_gain, membrane, alpha=mem_decay)
+    previous = synaptic if synaptic is not None else torch.zeros_like(x)
+    current = torch.add(x * syn_gain, previous, alpha=syn_decay)
+    drive = previous if delayed else current
+    return current, torch.add(drive * mem_gain, membrane, alpha=mem_decay)

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from .base import LocalRule, PairView, RuleState, UpdateSink
+from .base import GradientRule, LocalRule, PairView, RuleState, UpdateSink
+from .decolle import DECOLLE
 from .stdp import STDP
+from .stllr import STLLR
 
-__all__ = ["STDP", "LocalRule", "PairView", "RuleState", "UpdateSink"]
+__all__ = [
+    "DECOLLE",
+    "STDP",
+    "STLLR",
+    "GradientRule",
+    "LocalRule",
+    "PairView",
+    "RuleState",
+    "UpdateSink",
+]

@@ -11,16 +11,18 @@ from torch import Tensor, nn
 
 from ..adapters.base import NeuronObservation, NeuronSpec
 from ..errors import UnsupportedModuleError
-from ..kernels.stdp import ConvGeometry
+from ..kernels.synapse import ConvGeometry
 
 RuleState = dict[str, Tensor]
 
 
 class UpdateSink:
-    """Where a rule's weight updates land: ``param.grad``, as ``-dw`` (times the AMP scale).
+    """Where a rule's weight updates land: ``param.grad`` (times the AMP scale).
 
-    Rules call :meth:`accumulator` for the tensor to add into and scale what they add by
-    :attr:`factor`, so ``torch.optim.SGD(lr=1)`` applies exactly ``dw``.
+    Rules call :meth:`accumulator` for the tensor to add into. A Hebbian rule scales its
+    ``dw`` by :attr:`hebbian_factor` (``-1``: ``-dw`` lands in ``.grad``, so
+    ``torch.optim.SGD(lr=1)`` applies exactly ``dw``); a rule that estimates a loss gradient
+    scales it by :attr:`gradient_factor` (``+1``).
 
     Under ``torch.distributed`` (world size > 1) updates collect in a private buffer instead,
     and :meth:`sync` averages them across ranks once (one all-reduce per parameter) and adds
@@ -40,11 +42,16 @@ class UpdateSink:
         self._pending: dict[Tensor, Tensor] = {}
 
     @property
-    def factor(self) -> float:
-        """Scale of ``dw`` when added to :meth:`accumulator`: ``-1`` times the AMP scale."""
+    def gradient_factor(self) -> float:
+        """Scale of a loss-gradient estimate added to :meth:`accumulator`: the AMP scale or 1."""
         if self.grad_scaler is None:
-            return -1.0
-        return -float(self.grad_scaler.get_scale())  # type: ignore[attr-defined]
+            return 1.0
+        return float(self.grad_scaler.get_scale())  # type: ignore[attr-defined]
+
+    @property
+    def hebbian_factor(self) -> float:
+        """Scale of a Hebbian ``dw`` added to :meth:`accumulator`: ``-gradient_factor``."""
+        return -self.gradient_factor
 
     def accumulator(self, param: Tensor) -> Tensor:
         """The tensor a rule adds ``factor * dw`` into (``param.grad``, created as zeros)."""
@@ -87,6 +94,8 @@ class PairView:
             synapse's output layout ``[T, B, *out]`` (reshape through Flatten; through pooling,
             the pooling's own backward, so max-pooling routes to the argmax).
         sink: where updates land.
+        first_step: index, since ``handle.reset()``, of this call's first time step.
+        total_steps: the sequence length given to ``handle.reset(steps=...)``, else None.
     """
 
     name: str
@@ -96,6 +105,13 @@ class PairView:
     neuron: NeuronObservation
     to_synapse_output: Callable[[Tensor], Tensor]
     sink: UpdateSink
+    first_step: int = 0
+    total_steps: int | None = None
+
+    @property
+    def steps(self) -> int:
+        """Number of time steps in this call (``T``)."""
+        return int(self.x.shape[0])
 
 
 def conv_geometry(synapse: nn.Module) -> ConvGeometry | None:
@@ -157,3 +173,55 @@ class LocalRule(abc.ABC):
     @abc.abstractmethod
     def step(self, view: PairView, state: RuleState) -> None:
         """Process one forward call of a pair; update ``state`` in place, write to the sink."""
+
+    #: State entries that survive ``handle.reset()`` (fixed random matrices, ...).
+    persistent_state: tuple[str, ...] = ()
+
+    def reset_state(self, state: RuleState) -> None:
+        """Clear a pair's state at the start of a sequence, keeping :attr:`persistent_state`."""
+        for key in [k for k in state if k not in self.persistent_state]:
+            del state[key]
+
+
+class GradientRule(LocalRule):
+    """A rule whose weight update is a learning signal times an eligibility (three factors).
+
+    Forward calls go to :meth:`step`, which keeps the eligibility factors of the call; the
+    learning signal of the same call arrives through ``handle.backward(...)`` as
+    ``delta = dLoss/ds`` (the neuron's output spikes, neuron layout ``[T, B, *features]``) and
+    goes to :meth:`learn`. The neuron state is detached between forward calls, so no gradient
+    crosses time steps.
+
+    Attributes:
+        signal: how ``delta`` is obtained for this rule's pairs: ``"bp"`` (the loss's
+            gradient, passed down between layers within the step through each layer's
+            surrogate and weights), ``"dfa"`` (the top layer's error through a fixed random
+            matrix per layer) or ``"local"`` (from :meth:`local_delta`, a per-layer loss).
+    """
+
+    detach_neuron_state = True
+    signal: str = "bp"
+
+    @abc.abstractmethod
+    def learn(self, view: PairView, state: RuleState, delta: Tensor) -> Tensor | None:
+        """Accumulate the weight (and bias) gradient for learning signal ``delta``.
+
+        Returns:
+            For ``signal="bp"``, the signal to pass down to the synapse's input, in the neuron
+            layout (``delta * psi``); else None.
+        """
+
+    def feedback_delta(self, view: PairView, state: RuleState, error: Tensor) -> Tensor:
+        """``signal="dfa"`` rules: the learning signal from the top layer's ``error``."""
+        raise NotImplementedError(f"{type(self).__name__} has no feedback alignment signal")
+
+    def local_delta(
+        self, view: PairView, state: RuleState, spikes: Tensor, target: Tensor
+    ) -> Tensor | None:
+        """``signal="local"`` rules: the per-layer learning signal for ``target``."""
+        raise NotImplementedError(f"{type(self).__name__} has no local learning signal")
+
+
+def pair_seed(name: str) -> int:
+    """A per-pair seed offset that is the same in every run (unlike ``hash``)."""
+    return sum((i + 1) * ord(c) for i, c in enumerate(name)) % 1_000_003

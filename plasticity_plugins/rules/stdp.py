@@ -102,7 +102,7 @@ class STDP(LocalRule):
             a_minus=self.a_minus,
             pre_decay=decay_factor(self.tau_pre),
             post_decay=decay_factor(self.tau_post),
-            alpha=view.sink.factor / batch,
+            alpha=view.sink.hebbian_factor / batch,
             kind=self.trace,
             conv=conv_geometry(view.synapse),
         )

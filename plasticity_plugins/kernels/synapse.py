@@ -1,0 +1,93 @@
+"""Synapse-shaped linear algebra shared by the rules: outer products and input VJPs.
+
+A synapse is an ``nn.Linear`` (weight ``[out, in]``) or an ``nn.Conv1d`` / ``nn.Conv2d``. Rules
+express weight updates as sums of outer products of a post-synaptic factor (synapse output
+layout) and a pre-synaptic factor (synapse input layout), summed over samples, time steps and
+convolution positions: one GEMM (Linear) or one weight-gradient convolution (Conv), never a
+``[B, out, in]`` tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.grad
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Geometry of a convolution synapse (what ``nn.Conv1d`` / ``nn.Conv2d`` hold).
+
+    Attributes:
+        stride, padding, dilation: per spatial dimension, explicit integers.
+        groups: number of groups.
+    """
+
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int = 1
+
+
+def outer_accumulate_(
+    acc: Tensor, post: Tensor, pre: Tensor, alpha: float, conv: ConvGeometry | None = None
+) -> Tensor:
+    """``acc += alpha * sum_n post[n] (x) pre[n]``, in place, as one GEMM / weight convolution.
+
+    Args:
+        acc: ``[out, in]`` (Linear) or the convolution weight's shape.
+        post: ``[N, out]`` or ``[N, out, *spatial_out]`` post-synaptic factors.
+        pre: ``[N, in]`` or ``[N, in, *spatial_in]`` pre-synaptic factors.
+        alpha: scale.
+        conv: geometry for a convolution synapse; None for Linear.
+
+    Returns:
+        ``acc``.
+
+    Example:
+        >>> acc = torch.zeros(2, 3)
+        >>> outer_accumulate_(acc, torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 2.0, 3.0]]), 0.5)
+        tensor([[0.5000, 1.0000, 1.5000],
+                [0.0000, 0.0000, 0.0000]])
+    """
+    if conv is None:
+        return acc.addmm_(
+            post.reshape(post.shape[0], -1).T, pre.reshape(pre.shape[0], -1), alpha=alpha
+        )
+    weight_gradient = {1: torch.nn.grad.conv1d_weight, 2: torch.nn.grad.conv2d_weight}[
+        len(conv.stride)
+    ]
+    delta = weight_gradient(
+        pre, acc.shape, post, conv.stride, conv.padding, conv.dilation, conv.groups
+    )
+    return acc.add_(delta, alpha=alpha)
+
+
+def input_vjp(
+    grad_output: Tensor,
+    weight: Tensor,
+    input_shape: tuple[int, ...],
+    conv: ConvGeometry | None = None,
+) -> Tensor:
+    """``grad_output`` pulled back through the synapse to its input: ``W^T g`` / transposed conv.
+
+    Args:
+        grad_output: ``[N, out]`` or ``[N, out, *spatial_out]``.
+        weight: the synapse weight.
+        input_shape: ``[N, in]`` or ``[N, in, *spatial_in]``.
+        conv: geometry for a convolution synapse; None for Linear.
+
+    Example:
+        >>> input_vjp(torch.ones(1, 2), torch.tensor([[1.0, 2.0], [3.0, 4.0]]), (1, 2))
+        tensor([[4., 6.]])
+    """
+    if conv is None:
+        return grad_output.reshape(grad_output.shape[0], -1) @ weight
+    input_gradient = {1: torch.nn.grad.conv1d_input, 2: torch.nn.grad.conv2d_input}[
+        len(conv.stride)
+    ]
+    return input_gradient(
+        input_shape, weight, grad_output, conv.stride, conv.padding, conv.dilation, conv.groups
+    )

@@ -1,0 +1,208 @@
+"""DECOLLE: deep continuous local learning (Kaiser, Mostafa & Neftci, arXiv 1811.10766)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import InputError, StateError
+from ..kernels.synapse import outer_accumulate_
+from ..kernels.traces import filtered_input_step
+from .base import GradientRule, PairView, RuleState, conv_geometry, pair_seed
+
+
+def decolle_surrogate(centred: Tensor) -> Tensor:
+    """DECOLLE's "fast sigmoid" surrogate ``1 / (10 |x| + 1)^2`` of ``x = u - threshold``.
+
+    Example:
+        >>> decolle_surrogate(torch.tensor([0.0, 0.1, -0.1]))
+        tensor([1.0000, 0.2500, 0.2500])
+    """
+    return 1.0 / (10.0 * centred.abs() + 1.0) ** 2
+
+
+@dataclass(frozen=True)
+class DECOLLE(GradientRule):
+    """DECOLLE on a native framework model: a fixed random readout and a local loss per layer.
+
+    Per layer ``l`` and time step, with the framework neuron computing ``s`` and ``u``::
+
+        P[t]  = the synapse input filtered by the neuron's own sub-threshold kernel
+                (one exponential for a Leaky-type neuron, two for a Synaptic-type one, from
+                its NeuronSpec; the reset is ignored, as in DECOLLE)
+        r[t]  = G_l dropout(s[t])         G_l fixed, uniform in +-readout_scale / sqrt(fan_in)
+        L_l   = SmoothL1(r[t], onehot(target))
+        grad W_l += [(G_l^T dL_l/dr) * SG(u)] (x) P[t]      grad b_l += (G_l^T dL_l/dr) * SG(u)
+
+    Gradients stop between layers and between steps: layer l's loss reaches only W_l and b_l.
+    The readouts are never trained; they are created on the first step (seeded by
+    ``readout_seed`` and the pair's name) and saved with ``handle.state_dict()``.
+
+    Semantics:
+        * Reduction: SmoothL1 averages over the batch and classes, as DECOLLE's loss does;
+          the per-step gradients are summed over the steps handed to ``handle.backward``
+          and over convolution positions. Steps before ``burn_in`` (counted from
+          ``handle.reset()``) carry no learning signal.
+        * Timing: ``P[t]`` includes the input of step t; the readout sees the spikes of t.
+        * Sign: ``.grad`` receives ``+dL/dW`` (times the AMP scale with a GradScaler).
+        * Prediction: per layer, ``argmax sigmoid(r)`` per step after burn-in, majority vote
+          over time (``handle.predictions()``).
+
+    Args:
+        num_classes: size of the readouts.
+        readout_scale: ``lc_ampl``; 0.5 (N-MNIST config) by default.
+        dropout: dropout on the spikes before the readout during learning.
+        burn_in: steps after each reset without a learning signal.
+        surrogate: ``"decolle"`` (``1/(10|u - thr| + 1)^2``) or ``"framework"``.
+        readout_seed: seed of the readout matrices.
+
+    Example:
+        >>> import torch, snntorch as snn, plasticity_plugins
+        >>> from plasticity_plugins.rules import DECOLLE
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), snn.Leaky(beta=0.9, init_hidden=True))
+        >>> handle = plasticity_plugins.attach(net, DECOLLE(num_classes=2))
+        >>> for t in range(3):
+        ...     _ = net(torch.ones(2, 4))
+        ...     handle.backward(target=torch.tensor([0, 1]))
+        >>> net[0].weight.grad.shape
+        torch.Size([3, 4])
+        >>> handle.detach()
+    """
+
+    num_classes: int = 10
+    readout_scale: float = 0.5
+    dropout: float = 0.5
+    burn_in: int = 0
+    surrogate: Literal["decolle", "framework"] = "decolle"
+    readout_seed: int = 0
+    persistent_state: tuple[str, ...] = ("readout",)
+    signal: Literal["local"] = "local"  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 2:
+            raise ValueError(f"DECOLLE: num_classes must be >= 2, got {self.num_classes}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"DECOLLE: dropout must be in [0, 1), got {self.dropout}")
+        if self.burn_in < 0:
+            raise ValueError(f"DECOLLE: burn_in must be >= 0 steps, got {self.burn_in}")
+        if self.surrogate not in ("decolle", "framework"):
+            raise ValueError(
+                f"DECOLLE: surrogate must be 'decolle' or 'framework', got {self.surrogate!r}"
+            )
+
+    def step(self, view: PairView, state: RuleState) -> None:
+        """Filter this call's input into the eligibility ``P`` and keep it for learn()."""
+        spec = view.spec
+        x = view.x
+        membrane = state.get("eligibility")
+        if membrane is None:
+            membrane = torch.zeros_like(x[0])
+        elif membrane.shape != x.shape[1:]:
+            raise StateError(
+                f"DECOLLE on {view.name}: input {tuple(x.shape[1:])} does not match the running "
+                f"sequence's {tuple(membrane.shape)}; call handle.reset() between sequences"
+            )
+        synaptic = state.get("synaptic_eligibility")
+        filtered = []
+        for x_t in x:
+            synaptic, membrane = filtered_input_step(
+                synaptic,
+                membrane,
+                x_t,
+                mem_decay=spec.mem_decay,
+                syn_decay=spec.syn_decay,
+                mem_gain=spec.input_gain,
+            )
+            filtered.append(membrane)
+        state["eligibility"] = membrane
+        if synaptic is not None:
+            state["synaptic_eligibility"] = synaptic
+        state["pending_eligibility"] = torch.stack(filtered)
+        state["pending_psi"] = (
+            view.neuron.psi
+            if self.surrogate == "framework"
+            else decolle_surrogate(view.neuron.u - spec.threshold)
+        )
+        spikes = view.neuron.s
+        counted = self._after_burn_in(view)
+        if counted.any():
+            scores = spikes[counted].flatten(2) @ self.readout(view, state, spikes).T
+            votes = F.one_hot(torch.sigmoid(scores).argmax(-1), self.num_classes).sum(0)
+            previous = state.get("votes")
+            state["votes"] = votes.to(spikes.dtype) + (0 if previous is None else previous)
+
+    def _after_burn_in(self, view: PairView) -> Tensor:
+        steps = torch.arange(view.first_step, view.first_step + view.steps)
+        return steps >= self.burn_in
+
+    def readout(self, view: PairView, state: RuleState, like: Tensor) -> Tensor:
+        """The pair's fixed readout ``G`` ``[num_classes, n_features]`` (created on first use)."""
+        readout = state.get("readout")
+        n_features = math.prod(view.neuron.s.shape[2:])
+        if readout is None:
+            generator = torch.Generator().manual_seed(self.readout_seed + pair_seed(view.name))
+            bound = self.readout_scale / math.sqrt(n_features)
+            readout = (
+                torch.rand(self.num_classes, n_features, generator=generator) * 2 - 1
+            ) * bound
+            readout = readout.to(like.device, like.dtype)
+            state["readout"] = readout
+        return readout
+
+    def local_delta(
+        self, view: PairView, state: RuleState, spikes: Tensor, target: Tensor
+    ) -> Tensor | None:
+        """``dL_l/ds`` of the local readout loss for this call's steps (None during burn-in)."""
+        steps, batch = spikes.shape[:2]
+        if target.shape != (batch,) or target.dtype not in (torch.int64, torch.int32):
+            raise InputError(
+                f"DECOLLE on {view.name}: target must be integer class labels of shape "
+                f"({batch},), got {tuple(target.shape)} {target.dtype}"
+            )
+        if target.min() < 0 or target.max() >= self.num_classes:
+            raise InputError(
+                f"DECOLLE on {view.name}: labels must lie in [0, {self.num_classes - 1}], got "
+                f"[{target.min().item()}, {target.max().item()}]"
+            )
+        counted = self._after_burn_in(view)
+        if not counted.any():
+            return None
+        readout = self.readout(view, state, spikes)
+        onehot = F.one_hot(target.to(spikes.device).long(), self.num_classes).to(spikes.dtype)
+        flat = spikes.reshape(steps, batch, -1).detach().requires_grad_(True)
+        with torch.enable_grad():
+            scores = F.dropout(flat[counted], self.dropout, training=True) @ readout.T
+            loss = F.smooth_l1_loss(scores, onehot.expand_as(scores), reduction="none")
+            (delta,) = torch.autograd.grad(loss.mean(dim=(1, 2)).sum(), flat)
+        return delta.reshape(spikes.shape)
+
+    def learn(self, view: PairView, state: RuleState, delta: Tensor) -> Tensor | None:
+        """Add ``(delta * SG) (x) P`` to the weight grad and ``delta * SG`` to the bias grad."""
+        post = view.to_synapse_output(delta * state["pending_psi"])
+        eligibility = state["pending_eligibility"]
+        rows = post.shape[0] * post.shape[1]
+        weight = view.synapse.weight
+        assert isinstance(weight, Tensor)
+        factor = view.sink.gradient_factor
+        outer_accumulate_(
+            view.sink.accumulator(weight),
+            post.reshape(rows, *post.shape[2:]),
+            eligibility.reshape(rows, *eligibility.shape[2:]),
+            factor,
+            conv_geometry(view.synapse),
+        )
+        bias = getattr(view.synapse, "bias", None)
+        if isinstance(bias, Tensor):
+            reduce_dims = [0, 1, *range(3, post.dim())]
+            view.sink.accumulator(bias).add_(post.sum(dim=reduce_dims), alpha=factor)
+        return None
+
+    def predictions(self, state: RuleState) -> Tensor | None:
+        """Majority vote over the steps since reset (after burn-in): ``[B]`` class indices."""
+        votes = state.get("votes")
+        return None if votes is None else votes.argmax(-1)
