@@ -551,7 +551,7 @@ class AttachHandle:
         grads = torch.autograd.grad(loss, inputs, allow_unused=True, retain_graph=True)
         for param, grad in zip(others, grads[len(names) :], strict=True):
             if grad is not None:
-                param.grad = grad if param.grad is None else param.grad + grad
+                self._sink.accumulator(param).add_(grad)
         deltas = {}
         for name, grad in zip(names, grads[: len(names)], strict=True):
             if grad is not None:
@@ -657,6 +657,22 @@ class AttachHandle:
     def __repr__(self) -> str:
         lines = [f"{p.name}: {p.rule}" for p in self._pairs]
         return "AttachHandle(\n  " + ",\n  ".join(lines) + "\n)"
+
+
+def _refuse_buffer_broadcast(model: nn.Module, adapters: dict[str, NeuronAdapter]) -> None:
+    """DDP(broadcast_buffers=True) would overwrite every rank's neuron state with rank 0's."""
+    if not (isinstance(model, nn.parallel.DistributedDataParallel) and model.broadcast_buffers):
+        return
+    for name, adapter in adapters.items():
+        buffers = {b for b, _ in adapter.module.named_buffers(recurse=False)}
+        state_in_buffers = sorted(buffers & set(adapter.state_dict()))
+        if state_in_buffers:
+            raise AttachError(
+                f"{name} keeps its state {state_in_buffers} in buffers, and "
+                "DistributedDataParallel(broadcast_buffers=True) copies rank 0's buffers to every "
+                "rank at each forward with gradients enabled, overwriting each rank's membrane. "
+                "Wrap the model with DistributedDataParallel(..., broadcast_buffers=False)."
+            )
 
 
 def is_attached(model: nn.Module) -> bool:
@@ -785,6 +801,7 @@ def attach(
             "they are declared"
         )
 
+    _refuse_buffer_broadcast(model, adapters)
     import torch.distributed as dist
 
     distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

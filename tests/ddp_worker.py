@@ -1,6 +1,6 @@
 """One rank of the DDP test (tests/test_ddp.py): STDP on this rank's half of the batch.
 
-Usage: python ddp_worker.py RANK WORLD PORT MODE OUT   (MODE: "attach" or "plain-hook")
+Usage: python ddp_worker.py RANK WORLD PORT MODE OUT   (MODE: "attach", "plain-hook" or "stllr")
 """
 
 from __future__ import annotations
@@ -24,6 +24,17 @@ def make_problem() -> tuple[nn.Sequential, torch.Tensor]:
         net[0].weight.uniform_(0, 0.8)
     inputs = (torch.rand(STEPS, BATCH, N_IN) < 0.4).float()
     return net, inputs
+
+
+def stllr_loss(out: torch.Tensor, first_sample: int) -> torch.Tensor:
+    """A per-sample loss averaged over the WHOLE batch, so rank losses add up to the global one."""
+    weights = torch.linspace(-1.0, 1.0, BATCH * N_OUT).reshape(BATCH, N_OUT)
+    rows = weights[first_sample : first_sample + out.shape[0]]
+    return (out * rows).sum() / BATCH * dist_world()
+
+
+def dist_world() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
 
 
 def plain_hook_stdp(net: nn.Sequential) -> None:
@@ -69,20 +80,26 @@ def main() -> None:
         "gloo", rank=rank, world_size=world, init_method=f"tcp://127.0.0.1:{port}"
     )
     import plasticity_plugins
-    from plasticity_plugins.rules import STDP
+    from plasticity_plugins.rules import STDP, STLLR
 
     net, inputs = make_problem()
     share = BATCH // world
     local = inputs[:, rank * share : (rank + 1) * share]
-    model = DistributedDataParallel(net)
+    # snnTorch keeps the membrane in a buffer: broadcasting buffers would overwrite rank 1's.
+    model = DistributedDataParallel(net, broadcast_buffers=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    if mode == "attach":
-        plasticity_plugins.attach(model, STDP(a_plus=0.01, a_minus=0.01), optimizer=optimizer)
-    else:
-        plain_hook_stdp(net)
-    with torch.no_grad():
+    if mode == "stllr":
+        handle = plasticity_plugins.attach(model, STLLR.published("cli"), optimizer=optimizer)
         for x_t in local:
-            model(x_t)
+            handle.backward(stllr_loss(model(x_t), rank * share))
+    else:
+        if mode == "attach":
+            plasticity_plugins.attach(model, STDP(a_plus=0.01, a_minus=0.01), optimizer=optimizer)
+        else:
+            plain_hook_stdp(net)
+        with torch.no_grad():
+            for x_t in local:
+                model(x_t)
     optimizer.step()  # lr = 0: weights stay, the pre-step hook averages the updates
     torch.save(net[0].weight.grad, out)
     dist.destroy_process_group()

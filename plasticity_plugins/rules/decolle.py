@@ -81,7 +81,7 @@ class DECOLLE(GradientRule):
     surrogate: Literal["decolle", "framework"] = "decolle"
     readout_seed: int = 0
     persistent_state: tuple[str, ...] = ("readout",)
-    signal: Literal["local"] = "local"  # type: ignore[assignment]
+    signal: Literal["local"] = "local"
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:

@@ -103,7 +103,7 @@ class STLLR(GradientRule):
     alpha_post: float = -0.2
     alpha_pre: float = 1.0
     persistent_state: tuple[str, ...] = ("feedback",)
-    signal: Literal["bp", "dfa"] = "bp"  # type: ignore[assignment]
+    signal: Literal["bp", "dfa"] = "bp"
     delay_ls: int | None = None
     psi: PsiKind = "framework"
     paper_post_trace: bool = False
