@@ -17,14 +17,12 @@ How Norse computes one step (``norse/torch/functional/lif.py``, ``lif_box.py``),
     z = threshold(v' - v_th, method, alpha)      # heaviside: fires at v' > v_th
     v_next = (1 - z) * v' + z * v_reset          # LIFBoxCell: p.reset_method (value or subtract)
 
-With ``v_leak = 0`` this is exactly the :class:`~plasticity_plugins.adapters.NeuronSpec` form:
+This is exactly the :class:`~plasticity_plugins.adapters.NeuronSpec` form, ``rest = v_leak``:
 ``mem_decay = 1 - g``, ``input_gain = g``, and for ``LIFCell`` ``syn_decay = 1 - dt * tau_syn_inv``
 where the spec's current ``i[t]`` is Norse's ``i_jump`` (the current *including* this step's
 input, which is what Norse uses in the voltage update); the current Norse stores in its state is
 ``syn_decay * i_jump``, i.e. already decayed for the next step. Same ordering as the spec, nothing
-lost. ``v_leak != 0`` adds a constant drive ``g * v_leak`` per step that NeuronSpec cannot
-express, so it is rejected (shifting ``v_th``, ``v_reset`` by ``-v_leak`` and setting
-``v_leak = 0`` gives identical spikes).
+lost; Norse's initial membrane is ``v_leak``.
 
 Norse keeps the neuron state in the user's loop (``z, state = cell(x, state)``), not in the
 module. The adapters therefore observe it: a forward pre-hook (``with_kwargs=True``) captures the
@@ -328,13 +326,6 @@ class _NorseAdapter(NeuronAdapter):
                     "a Python number or a one-element tensor (NeuronSpec holds one value per "
                     "layer; per-neuron thresholds go through set_threshold_offset)",
                 )
-        if _scalar(p.v_leak) != 0.0:
-            raise self._unsupported(
-                "p.v_leak",
-                _scalar(p.v_leak),
-                "v_leak=0 (NeuronSpec has no resting potential; v_th - v_leak, "
-                "v_reset - v_leak and v_leak=0 give identical spikes)",
-            )
         if p.method not in _SURROGATES:
             try:
                 threshold(torch.zeros(1), p.method, p.alpha)
@@ -369,6 +360,7 @@ class _NorseAdapter(NeuronAdapter):
             fire_on_equal=False,
             syn_decay=1.0 - _value(dt * p.tau_syn_inv) if self._model.has_current else None,
             reset_value=_value(p.v_reset),
+            rest=_value(p.v_leak),
         )
 
     def _neuron_name(self) -> str:

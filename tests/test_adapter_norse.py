@@ -163,7 +163,7 @@ def spec_reference(
 ) -> tuple[Tensor, Tensor]:
     """``u``, ``s`` from NeuronSpec alone (the contract's equations), initial state zero."""
     thr = spec.threshold + offset
-    v = torch.zeros_like(x[0])
+    v = torch.full_like(x[0], spec.rest)  # Norse starts at v_leak
     i = torch.zeros_like(x[0])
     us, ss = [], []
     for t in range(x.shape[0]):
@@ -171,7 +171,7 @@ def spec_reference(
         if spec.syn_decay is not None:
             i = spec.syn_decay * i + x[t]
             drive_t = i
-        u = spec.mem_decay * v + spec.input_gain * drive_t
+        u = spec.rest + spec.mem_decay * (v - spec.rest) + spec.input_gain * drive_t
         s = (u >= thr if spec.fire_on_equal else u > thr).to(x.dtype)
         if spec.reset == "zero":
             v = u * (1 - s) + s * spec.reset_value
@@ -545,7 +545,6 @@ def test_registry_and_is_neuron() -> None:
     [
         (lambda: LIFCell(p=LIFParameters(method="adjoint")), r"LIFCell.*activation.*adjoint"),
         (lambda: LIFCell(p=LIFParameters(method="nope")), r"LIFCell.*p\.method='nope'"),
-        (lambda: LIFCell(p=LIFParameters(v_leak=torch.tensor(-0.5))), r"LIFCell.*p\.v_leak=-0\.5"),
         (lambda: LIF(p=LIFParameters(v_th=torch.ones(F))), r"LIF: p\.v_th.*one-element"),
         (
             lambda: LIFBoxCell(p=LIFBoxParameters(reset_method=lambda z, v, r, th: v)),
@@ -568,8 +567,6 @@ def test_unsupported_modules() -> None:
         NorseLiftAdapter(Lift(nn.Linear(2, 2)))
     with pytest.raises(UnsupportedModuleError, match="LIF is not handled by NorseCellAdapter"):
         NorseCellAdapter(LIF())
-    with pytest.raises(UnsupportedModuleError, match="v_leak"):
-        NorseLiftAdapter(Lift(LIFCell(p=LIFParameters(v_leak=torch.tensor(1.0)))))
 
 
 def test_sparse_input_rejected() -> None:
@@ -602,4 +599,30 @@ def test_lift_inner_cell_used_alone_is_not_observed() -> None:
     assert obs == []
     lift(torch.ones(4, B, F))
     assert len(obs) == 1 and obs[0].s.shape == (4, B, F)
+    adapter.uninstall()
+
+
+def test_nonzero_v_leak_is_the_spec_rest() -> None:
+    cell = LIFBoxCell(
+        p=LIFBoxParameters(
+            tau_mem_inv=torch.tensor(300.0),
+            v_leak=torch.tensor(-0.4),
+            v_th=torch.tensor(0.3),
+            v_reset=torch.tensor(-0.4),
+            method="super",
+            alpha=torch.tensor(1.0),
+        ),
+        dt=1e-3,
+    )
+    adapter = NorseCellAdapter(cell)
+    assert adapter.spec.rest == pytest.approx(-0.4)
+    seen: list[NeuronObservation] = []
+    adapter.install(seen.append)
+    x = torch.rand(12, 3, 4) * 3
+    state = None
+    for x_t in x:
+        _, state = cell(x_t, state)
+    u_ref, s_ref = spec_reference(adapter.spec, x)
+    torch.testing.assert_close(torch.cat([o.u for o in seen]), u_ref)
+    assert torch.equal(torch.cat([o.s for o in seen]), s_ref) and s_ref.sum() > 0
     adapter.uninstall()
