@@ -245,3 +245,47 @@ def test_bad_input():
     with pytest.raises(ValueError, match="lambda_pre"):
         STLLR(lambda_pre=1.5)
     handle.detach()
+
+
+class ConvRecurrent(nn.Module):
+    """Conv2d -> Leaky -> Flatten -> RLeaky (with its recurrent Linear)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, stride=2, padding=1)
+        self.lif = snn.Leaky(beta=0.7, init_hidden=True)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(3 * 4 * 4, 5)
+        self.rlif = snn.RLeaky(beta=0.7, linear_features=5, init_hidden=True)
+        with torch.no_grad():
+            self.conv.weight.uniform_(0, 0.5)
+            self.fc.weight.uniform_(0, 0.3)
+            self.rlif.recurrent.weight.uniform_(-0.3, 0.6)
+
+    def forward(self, x):
+        return self.rlif(self.fc(self.flat(self.lif(self.conv(x)))))
+
+
+def test_check2_on_conv_and_recurrent_synapses():
+    torch.manual_seed(3)
+    net = ConvRecurrent()
+    twin = copy.deepcopy(net)
+    x = (torch.rand(8, 2, 2, 8, 8) < 0.5).float()
+    labels = torch.tensor([1, 3])
+    handle = plasticity_plugins.attach(net, STLLR(alpha_post=0.0, lambda_pre=0.0))
+    assert handle.pairs == [("conv", "lif"), ("fc", "rlif"), ("rlif.recurrent", "rlif")]
+    for x_t in x:
+        handle.backward(F.cross_entropy(net(x_t), labels))
+    handle.detach()
+    for x_t in x:
+        for neuron in (twin.lif, twin.rlif):
+            if isinstance(neuron.mem, torch.Tensor):
+                neuron.mem = neuron.mem.detach()
+        if isinstance(twin.rlif.spk, torch.Tensor):
+            twin.rlif.spk = twin.rlif.spk.detach()
+        F.cross_entropy(twin(x_t), labels).backward()
+    for (name, got), want in zip(net.named_parameters(), twin.parameters(), strict=True):
+        if name.endswith(("beta", "threshold")):
+            continue
+        assert want.grad.abs().sum() > 0, name
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-5, atol=1e-7, msg=name)
