@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -146,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--batch-size", type=int, default=32)
     demo.add_argument("--batches", type=int, default=4)
     demo.add_argument("--rate", type=float, default=0.1, help="spike probability per step")
-    demo.add_argument("--weight-mean", type=float, default=0.02)
+    demo.add_argument("--weight-mean", type=float, default=0.04)
     demo.add_argument("--a-plus", type=float, default=1e-3)
     demo.add_argument("--a-minus", type=float, default=1e-3)
     demo.add_argument("--seed", type=int, default=0)
@@ -157,7 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``plasticity-plugins`` console script."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    with warnings.catch_warnings():
+        # Norse 1.1 uses torch.jit.script at import time; the deprecation is not the user's.
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+        return int(args.func(args))
 
 
 if __name__ == "__main__":
