@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import math
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -85,6 +86,14 @@ _HANDLES: weakref.WeakKeyDictionary[nn.Module, AttachHandle] = weakref.WeakKeyDi
 _CLAIMED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
+def _all_finite(x: Tensor) -> bool:
+    """Whether ``x`` has no NaN / inf: one reduction (a NaN or inf makes the sum non-finite),
+    and the elementwise check only when the sum overflowed."""
+    if math.isfinite(float(x.sum())):
+        return True
+    return bool(torch.isfinite(x).all())
+
+
 def _feature_rank(synapse: nn.Module) -> int:
     """Rank of one sample's input/output of a synapse: Linear 1, Conv1d 2, Conv2d 3."""
     if isinstance(synapse, nn.Conv2d):
@@ -114,7 +123,14 @@ class _Route:
         if self.needs_output:
             self.output = output.detach()
 
+    @property
+    def needs_record(self) -> bool:
+        """Whether the synapse output must be recorded (a Flatten or pooling in between)."""
+        return bool(self.replay)
+
     def __call__(self, tensor: Tensor) -> Tensor:
+        if not self.replay:
+            return tensor  # only shape-preserving modules in between
         steps, batch = tensor.shape[:2]
         assert self.output_features is not None
         if not self.needs_output:
@@ -272,7 +288,8 @@ class AttachHandle:
         self._live_spikes: dict[str, Tensor] = {}
         for pair in pairs:
             self._hooks.append(pair.synapse.register_forward_pre_hook(self._synapse_pre_hook(pair)))
-            self._hooks.append(pair.synapse.register_forward_hook(self._synapse_hook(pair)))
+            if pair.route.needs_record:
+                self._hooks.append(pair.synapse.register_forward_hook(self._synapse_hook(pair)))
         for name, adapter in adapters.items():
             adapter.detach_state = any(p.rule.detach_neuron_state for p in self._by_neuron[name])
             adapter.install(self._neuron_callback(name))
@@ -319,7 +336,7 @@ class AttachHandle:
                     f"a {'multi' if multistep else 'single'}-step neuron needs {layout} with "
                     f"{rank} feature dimension(s), i.e. rank {' or '.join(map(str, accepted))}"
                 )
-            if not torch.isfinite(x).all():
+            if not _all_finite(x):
                 raise InputError(
                     f"{pair.synapse_name}: input of shape {tuple(x.shape)} contains NaN or inf; "
                     "plastic synapses need finite inputs"
@@ -410,8 +427,6 @@ class AttachHandle:
                 f"{pair.name}: synapse input {tuple(x.shape)} and neuron output "
                 f"{tuple(spikes.shape)} disagree on [T, B]"
             )
-        if not torch.isfinite(spikes).all():
-            raise InputError(f"{pair.name}: the neuron's output contains NaN or inf")
         view = PairView(
             name=pair.name,
             synapse=pair.synapse,
