@@ -302,6 +302,9 @@ class AttachHandle:
                         self._hooks.append(param.register_hook(self._refuse_autograd(pair)))
         if optimizer is not None:
             self._hooks.append(optimizer.register_step_pre_hook(lambda opt, a, k: self.sync()))
+            self._hooks.append(
+                optimizer.register_step_post_hook(lambda opt, a, k: self._after_step())
+            )
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
@@ -619,6 +622,11 @@ class AttachHandle:
                     out[pair.name] = prediction
         return out
 
+    def _after_step(self) -> None:
+        with torch.no_grad():
+            for pair in self._pairs:
+                pair.rule.after_optimizer_step(pair.synapse, pair.state)
+
     def sync(self) -> None:
         """Average pending updates across ranks into ``.grad`` (under torch.distributed).
 
@@ -716,7 +724,8 @@ def attach(
             restored afterwards. Without it the registration order is used (right for
             ``nn.Sequential`` and models declared in the order forward() uses them).
         optimizer: if given, :meth:`AttachHandle.sync` runs before each of its steps (needed
-            under torch.distributed).
+            under torch.distributed), and each rule's ``after_optimizer_step`` (weight bounds,
+            normalisation) after each step.
         grad_scaler: an AMP ``GradScaler``; local updates are scaled with it. Required when
             autocast is active.
 

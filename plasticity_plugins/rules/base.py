@@ -174,6 +174,12 @@ class LocalRule(abc.ABC):
     def step(self, view: PairView, state: RuleState) -> None:
         """Process one forward call of a pair; update ``state`` in place, write to the sink."""
 
+    def after_optimizer_step(self, synapse: nn.Module, state: RuleState) -> None:
+        """Project the synapse's parameters after each step of the optimizer handed to attach.
+
+        Bounded rules clip or normalise weights here (a no-op by default).
+        """
+
     #: State entries that survive ``handle.reset()`` (fixed random matrices, ...).
     persistent_state: tuple[str, ...] = ()
 
