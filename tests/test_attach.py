@@ -448,3 +448,23 @@ def test_bad_rule_arguments():
         STDP(tau_pre=0)
     with pytest.raises(TypeError, match="LocalRule"):
         plasticity_plugins.attach(nn.Sequential(nn.Linear(2, 2), leaky()), "stdp")  # type: ignore[arg-type]
+
+
+def test_rules_project_weights_after_each_step_of_the_handed_optimizer():
+    class Clip(STDP):
+        def after_optimizer_step(self, synapse, state):
+            synapse.weight.clamp_(0.0, 0.1)
+
+    net = nn.Sequential(nn.Linear(3, 2, bias=False), leaky())
+    optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
+    handle = plasticity_plugins.attach(net, Clip(a_plus=1.0), optimizer=optimizer)
+    nn.init.constant_(net[0].weight, 0.5)
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.ones(1, 3) * 5)
+    optimizer.step()
+    assert net[0].weight.max() <= 0.1 and net[0].weight.min() >= 0.0
+    handle.detach()
+    nn.init.constant_(net[0].weight, 0.5)
+    optimizer.step()  # detached: no projection any more
+    assert net[0].weight.max() > 0.1

@@ -179,6 +179,7 @@ class LocalRule(abc.ABC):
 
         Bounded rules clip or normalise weights here (a no-op by default).
         """
+        return None
 
     #: State entries that survive ``handle.reset()`` (fixed random matrices, ...).
     persistent_state: tuple[str, ...] = ()
