@@ -174,11 +174,15 @@ class DECOLLE(GradientRule):
             return None
         readout = self.readout(view, state, spikes)
         onehot = F.one_hot(target.to(spikes.device).long(), self.num_classes).to(spikes.dtype)
-        flat = spikes.reshape(steps, batch, -1).detach().requires_grad_(True)
-        with torch.enable_grad():
-            scores = F.dropout(flat[counted], self.dropout, training=True) @ readout.T
-            loss = F.smooth_l1_loss(scores, onehot.expand_as(scores), reduction="none")
-            (delta,) = torch.autograd.grad(loss.mean(dim=(1, 2)).sum(), flat)
+        flat = spikes.reshape(steps, batch, -1)[counted]
+        keep = torch.ones_like(flat)
+        if self.dropout > 0:
+            keep = (torch.rand_like(flat) >= self.dropout).to(flat.dtype) / (1 - self.dropout)
+        scores = (flat * keep) @ readout.T
+        # SmoothL1 (beta 1) averaged over batch and classes: its derivative is the clamped error.
+        error = (scores - onehot).clamp(-1.0, 1.0) / (batch * self.num_classes)
+        delta = torch.zeros(steps, batch, flat.shape[-1], dtype=spikes.dtype, device=spikes.device)
+        delta[counted] = (error @ readout) * keep
         return delta.reshape(spikes.shape)
 
     def learn(self, view: PairView, state: RuleState, delta: Tensor) -> Tensor | None:
