@@ -440,6 +440,7 @@ class AttachHandle:
             sink=self._sink,
             first_step=first_step,
             total_steps=self._total_steps,
+            adapter=pair.adapter,
         )
         pair.rule.step(view, pair.state)
         if isinstance(pair.rule, GradientRule):

@@ -1,30 +1,248 @@
 """Spike-timing-dependent plasticity windows as batched GEMMs.
 
-Pair STDP with exponential windows, in this package's sign and timing convention (SPECS.md,
-"Sign and timing convention"): over one sequence of ``T`` steps,
+Every STDP variant here is a sum of outer products of a post-synaptic factor (synapse output
+layout) and a pre-synaptic factor (synapse input layout): a causal term (pre no later than post)
+and an anti-causal term, in this package's sign and timing convention (SPECS.md, "Sign and timing
+convention")::
+
+    dw = a_plus * f_plus(w) * sum causal(post) (x) causal(pre)
+       - a_minus * f_minus(w) * sum anticausal(post) (x) anticausal(pre)
+
+The sums run over time steps, samples and (for convolutions) positions, and each is ONE GEMM
+(Linear) or ONE weight-gradient convolution (Conv1d / Conv2d, any stride, padding, dilation and
+groups) through :func:`~plasticity_plugins.kernels.synapse.outer_accumulate_`: no
+``[B, out, in]`` tensor is formed. The weight-dependent factors ``f_plus(w)``, ``f_minus(w)``
+(see :func:`weight_factors`) multiply the per-synapse sums, so they cost one elementwise pass.
+
+Pair STDP with exponential windows (``d = exp(-1 / tau)``)::
 
     x_pre[t]  = d_pre  * x_pre[t-1]  + s_pre[t]                  (includes this step's spike)
     x_post[t] = d_post * x_post[t-1] + s_post[t]
-    dw        = sum_t  a_plus  * s_post[t] (x) x_pre[t]
-                     - a_minus * (d_post * x_post[t-1]) (x) s_pre[t]
+    causal:     s_post[t] (x) x_pre[t]
+    anticausal: (d_post * x_post[t-1]) (x) s_pre[t]
 
-with ``d = exp(-1 / tau)``. A pre spike at ``t0`` and a post spike at ``t0 + d`` give
-``a_plus * exp(-d / tau_pre)``; the reverse order gives ``-a_minus * exp(-d / tau_post)``; a
-same-step pair is potentiation only (the depression term sees the post trace BEFORE this
-step's post spike).
-
-The outer products are summed over time, batch and (for convolutions) positions with one GEMM
-(Linear) or one weight-gradient convolution (Conv1d / Conv2d) per call: the causal and the
-anti-causal terms are stacked along the batch axis, so no ``[B, out, in]`` tensor is formed.
+A pre spike at ``t0`` and a post spike at ``t0 + d`` give ``a_plus * exp(-d / tau_pre)``; the
+reverse order gives ``-a_minus * exp(-d / tau_post)``; a same-step pair is potentiation only (the
+anti-causal term sees the post trace BEFORE this step's post spike). Triplet STDP (Pfister &
+Gerstner 2006) and the first-spike rule of Mozafari et al. 2019 are the other two windows here.
 """
 
 from __future__ import annotations
 
+from typing import Literal, NamedTuple
+
 import torch
 from torch import Tensor
 
-from .synapse import ConvGeometry, outer_accumulate_
+from .synapse import ConvGeometry, outer_accumulate_, outer_per_sample_accumulate_
 from .traces import TraceKind, trace_sequence
+
+WeightDependence = Literal["additive", "soft", "mozafari"]
+WEIGHT_DEPENDENCES: tuple[str, ...] = ("additive", "soft", "mozafari")
+
+
+class STDPTerms(NamedTuple):
+    """The four factors of an STDP update over one call, time-first ``[T, B, ...]``.
+
+    ``dw = a_plus * sum causal_post (x) causal_pre - a_minus * sum anti_post (x) anti_pre``.
+    """
+
+    causal_post: Tensor
+    causal_pre: Tensor
+    anti_post: Tensor
+    anti_pre: Tensor
+
+    def shifted(self, previous: STDPTerms | None) -> STDPTerms:
+        """The terms one step later: step ``t`` holds step ``t - 1``'s terms (``previous``'s
+        last step, or zeros, at ``t = 0``). Used for eligibilities fed by last step's terms."""
+        out = []
+        for current, before in zip(self, previous or (None,) * 4, strict=True):
+            first = torch.zeros_like(current[:1]) if before is None else before[-1:]
+            out.append(torch.cat([first, current[:-1]]))
+        return STDPTerms(*out)
+
+
+def weight_factors(
+    weight: Tensor,
+    dependence: WeightDependence,
+    w_min: float | None = None,
+    w_max: float | None = None,
+    mu: float = 1.0,
+) -> tuple[Tensor, Tensor] | None:
+    """The weight-dependent factors ``(f_plus(w), f_minus(w))`` of an STDP update.
+
+    * ``"additive"``: ``f = 1`` (returns None: the update does not depend on ``w``);
+    * ``"soft"``: ``f_plus = (w_max - w)^mu``, ``f_minus = (w - w_min)^mu`` (soft bounds; ``mu = 1``
+      is the multiplicative rule of van Rossum et al. 2000, ``mu -> 0`` approaches additive);
+    * ``"mozafari"``: ``f_plus = f_minus = (w - w_min)(w_max - w)``, Mozafari et al.'s
+      ``w (1 - w)`` for bounds [0, 1] (SpykeTorch's "stabilizer").
+
+    The bases are clamped at 0, so a weight outside the bounds is pushed by neither factor
+    (instead of a NaN power or a sign flip).
+
+    Args:
+        weight: the synapse weight.
+        dependence: ``"additive"``, ``"soft"`` or ``"mozafari"``.
+        w_min: lower bound (needed by ``"soft"`` and ``"mozafari"``).
+        w_max: upper bound (needed by ``"soft"`` and ``"mozafari"``).
+        mu: exponent of the soft bounds.
+
+    Returns:
+        ``(f_plus, f_minus)`` with the weight's shape (the same tensor twice for
+        ``"mozafari"``), or None for ``"additive"``.
+
+    Example:
+        >>> w = torch.tensor([0.0, 0.25, 1.0])
+        >>> weight_factors(w, "mozafari", 0.0, 1.0)[0]
+        tensor([0.0000, 0.1875, 0.0000])
+        >>> weight_factors(w, "soft", 0.0, 1.0)
+        (tensor([1.0000, 0.7500, 0.0000]), tensor([0.0000, 0.2500, 1.0000]))
+    """
+    if dependence == "additive":
+        return None
+    if dependence not in WEIGHT_DEPENDENCES:
+        raise ValueError(
+            f"unknown weight dependence {dependence!r}; expected one of {WEIGHT_DEPENDENCES}"
+        )
+    if w_min is None or w_max is None:
+        raise ValueError(f"weight dependence {dependence!r} needs both w_min and w_max")
+    w = weight.detach()
+    above = (w - w_min).clamp_(min=0)
+    below = (w_max - w).clamp_(min=0)
+    if dependence == "mozafari":
+        factor = above.mul_(below)
+        return factor, factor
+    if mu != 1.0:
+        below.pow_(mu)
+        above.pow_(mu)
+    return below, above
+
+
+def accumulate_terms_(
+    acc: Tensor,
+    terms: STDPTerms,
+    *,
+    a_plus: float,
+    a_minus: float,
+    alpha: float,
+    conv: ConvGeometry | None = None,
+    factors: tuple[Tensor, Tensor] | None = None,
+    post_scale: Tensor | None = None,
+) -> Tensor:
+    """``acc += alpha * dw`` for STDP ``terms`` (summed over steps, samples and positions).
+
+    ``dw = a_plus f_plus(w) sum causal_post (x) causal_pre
+    - a_minus f_minus(w) sum anti_post (x) anti_pre``: one GEMM / weight convolution for the
+    additive rule (both terms stacked along the sample axis), two for a weight-dependent one.
+
+    Args:
+        acc: accumulator with the weight's shape.
+        terms: ``[T, B, ...]`` factors.
+        a_plus: causal amplitude.
+        a_minus: anti-causal amplitude (positive for depression).
+        alpha: scale of ``dw`` in ``acc``.
+        conv: convolution geometry; None for Linear.
+        factors: ``(f_plus, f_minus)`` from :func:`weight_factors`; None for additive.
+        post_scale: optional ``[T, B]`` (or ``[B]``) per-step, per-sample scale of the
+            post-synaptic factors (a reward), applied along the batch axis.
+
+    Returns:
+        ``acc``.
+    """
+    steps, batch = terms.causal_post.shape[:2]
+    rows = steps * batch
+    scale = _row_scale(post_scale, steps, batch, terms.causal_post)
+    posts = []
+    for post, amplitude in ((terms.causal_post, a_plus), (terms.anti_post, -a_minus)):
+        flat = post.reshape(rows, *post.shape[2:]) * amplitude
+        posts.append(flat if scale is None else flat.mul_(scale))
+    pres = [p.reshape(rows, *p.shape[2:]) for p in (terms.causal_pre, terms.anti_pre)]
+    if factors is None:
+        return outer_accumulate_(acc, torch.cat(posts), torch.cat(pres), alpha, conv)
+    causal = outer_accumulate_(torch.zeros_like(acc), posts[0], pres[0], 1.0, conv)
+    anti = outer_accumulate_(torch.zeros_like(acc), posts[1], pres[1], 1.0, conv)
+    causal.mul_(factors[0]).addcmul_(anti, factors[1])
+    return acc.add_(causal, alpha=alpha)
+
+
+def accumulate_terms_per_sample_(
+    acc: Tensor,
+    terms: STDPTerms,
+    *,
+    a_plus: float,
+    a_minus: float,
+    alpha: float,
+    conv: ConvGeometry | None = None,
+    post_scale: Tensor | None = None,
+) -> Tensor:
+    """Like :func:`accumulate_terms_` (additive) but keeping samples apart: ``acc[b] += ...``.
+
+    Only for rules whose state is inherently per sample (an eligibility trace that a per-sample
+    reward reads later, MSTDPET): ``acc`` is ``[B, *weight.shape]``.
+
+    Args:
+        acc: ``[B, *weight.shape]``.
+        terms: ``[T, B, ...]`` factors.
+        a_plus, a_minus, alpha, conv: as in :func:`accumulate_terms_`.
+        post_scale: optional ``[T, B]`` (or ``[B]``) scale of the post factors.
+
+    Returns:
+        ``acc``.
+    """
+    steps, batch = terms.causal_post.shape[:2]
+    posts = []
+    for post, amplitude in ((terms.causal_post, a_plus), (terms.anti_post, -a_minus)):
+        scaled = post * amplitude
+        if post_scale is not None:
+            scale = post_scale.to(post.dtype).expand(steps, batch)
+            scaled.mul_(scale.reshape(steps, batch, *([1] * (post.dim() - 2))))
+        posts.append(scaled)
+    pres = [terms.causal_pre, terms.anti_pre]
+    return outer_per_sample_accumulate_(acc, torch.cat(posts), torch.cat(pres), alpha, conv)
+
+
+def _row_scale(scale: Tensor | None, steps: int, batch: int, like: Tensor) -> Tensor | None:
+    """A ``[T, B]`` / ``[B]`` scale as a column ``[T*B, 1, ...]`` for rows of ``like``."""
+    if scale is None:
+        return None
+    scale = scale.to(like.dtype).expand(steps, batch).reshape(steps * batch)
+    return scale.reshape(-1, *([1] * (like.dim() - 2)))
+
+
+def pair_stdp_terms(
+    pre: Tensor,
+    post: Tensor,
+    pre_trace: Tensor,
+    post_trace: Tensor,
+    *,
+    pre_decay: float,
+    post_decay: float,
+    kind: TraceKind = "all_to_all",
+) -> tuple[STDPTerms, Tensor, Tensor]:
+    """The pair-STDP terms of one call and the traces after it (module docstring).
+
+    Args:
+        pre: ``[T, B, *in]`` pre-synaptic spikes.
+        post: ``[T, B, *out]`` post-synaptic spikes (synapse output layout).
+        pre_trace: ``[B, *in]`` before the call.
+        post_trace: ``[B, *out]`` before the call.
+        pre_decay: ``exp(-1 / tau_pre)``.
+        post_decay: ``exp(-1 / tau_post)``.
+        kind: ``"all_to_all"`` or ``"nearest"`` traces.
+
+    Returns:
+        ``(terms, pre_trace, post_trace)``.
+    """
+    pre_traces = trace_sequence(pre, pre_trace, pre_decay, kind)
+    post_traces = trace_sequence(post, post_trace, post_decay, kind)
+    post_before = _before(post_traces, post_trace, post_decay)
+    terms = STDPTerms(post, pre_traces, post_before, pre)
+    return terms, pre_traces[-1], post_traces[-1]
+
+
+def _before(traces: Tensor, initial: Tensor, decay: float) -> Tensor:
+    """Each step's trace decayed to that step, BEFORE that step's spikes are added."""
+    return torch.cat([initial.unsqueeze(0), traces[:-1]]).mul_(decay)
 
 
 def pair_stdp_accumulate_(
@@ -41,6 +259,7 @@ def pair_stdp_accumulate_(
     alpha: float,
     kind: TraceKind = "all_to_all",
     conv: ConvGeometry | None = None,
+    factors: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Accumulate ``alpha * dw`` of pair STDP over a sequence into ``acc``; return new traces.
 
@@ -58,6 +277,7 @@ def pair_stdp_accumulate_(
             update written as a gradient).
         kind: ``"all_to_all"`` or ``"nearest"`` traces.
         conv: geometry for a convolution synapse; None for Linear.
+        factors: ``(f_plus(w), f_minus(w))`` from :func:`weight_factors`; None for additive.
 
     Returns:
         ``(pre_trace, post_trace)`` after the sequence.
@@ -71,19 +291,207 @@ def pair_stdp_accumulate_(
         >>> acc
         tensor([[0.2500]])
     """
-    steps, batch = pre.shape[:2]
-    pre_traces = trace_sequence(pre, pre_trace, pre_decay, kind)
-    post_traces = trace_sequence(post, post_trace, post_decay, kind)
-    post_before = torch.cat([post_trace.unsqueeze(0), post_traces[:-1]]).mul_(post_decay)
-    rows = steps * batch
-    post_rows = torch.cat(
-        [
-            (post * a_plus).reshape(rows, *post.shape[2:]),
-            (post_before * -a_minus).reshape(rows, *post.shape[2:]),
-        ]
+    terms, pre_trace, post_trace = pair_stdp_terms(
+        pre, post, pre_trace, post_trace, pre_decay=pre_decay, post_decay=post_decay, kind=kind
     )
-    pre_rows = torch.cat(
-        [pre_traces.reshape(rows, *pre.shape[2:]), pre.reshape(rows, *pre.shape[2:])]
+    accumulate_terms_(
+        acc, terms, a_plus=a_plus, a_minus=a_minus, alpha=alpha, conv=conv, factors=factors
     )
-    outer_accumulate_(acc, post_rows, pre_rows, alpha, conv)
-    return pre_traces[-1], post_traces[-1]
+    return pre_trace, post_trace
+
+
+class TripletTraces(NamedTuple):
+    """The four traces of triplet STDP (Pfister & Gerstner 2006's ``r1, r2, o1, o2``)."""
+
+    r1: Tensor
+    r2: Tensor
+    o1: Tensor
+    o2: Tensor
+
+
+def triplet_stdp_terms(
+    pre: Tensor,
+    post: Tensor,
+    traces: TripletTraces,
+    *,
+    a2_plus: float,
+    a3_plus: float,
+    a2_minus: float,
+    a3_minus: float,
+    decays: tuple[float, float, float, float],
+    kind: TraceKind = "all_to_all",
+) -> tuple[STDPTerms, TripletTraces]:
+    """Triplet-STDP terms of one call (amplitudes folded in) and the traces after it.
+
+    Pfister & Gerstner 2006, eqs. 3-4, in this package's timing convention::
+
+        r1, r2 (pre, tau_plus, tau_x), o1, o2 (post, tau_minus, tau_y): traces of the spikes
+        causal:     s_post[t] * (a2_plus + a3_plus * o2[t-1]) (x) r1[t]
+        anticausal: o1[t-1] (x) s_pre[t] * (a2_minus + a3_minus * r2[t-1])
+
+    where ``r1[t]`` includes this step's pre spike (a same-step pair is potentiation) and
+    ``o1[t-1]``, ``o2[t-1]``, ``r2[t-1]`` are decayed to step ``t`` but exclude its spikes (the
+    paper's ``t - epsilon``). Use the terms with ``a_plus = a_minus = 1``.
+
+    Args:
+        pre: ``[T, B, *in]``; post: ``[T, B, *out]``.
+        traces: the traces before the call.
+        a2_plus, a3_plus, a2_minus, a3_minus: pair and triplet amplitudes.
+        decays: ``exp(-1 / tau)`` for ``(tau_plus, tau_x, tau_minus, tau_y)``.
+        kind: ``"all_to_all"`` or ``"nearest"`` traces.
+
+    Returns:
+        ``(terms, traces after the call)``.
+    """
+    d_plus, d_x, d_minus, d_y = decays
+    r1 = trace_sequence(pre, traces.r1, d_plus, kind)
+    r2 = trace_sequence(pre, traces.r2, d_x, kind)
+    o1 = trace_sequence(post, traces.o1, d_minus, kind)
+    o2 = trace_sequence(post, traces.o2, d_y, kind)
+    causal_post = post * (a2_plus + a3_plus * _before(o2, traces.o2, d_y))
+    anti_pre = pre * (a2_minus + a3_minus * _before(r2, traces.r2, d_x))
+    terms = STDPTerms(causal_post, r1, _before(o1, traces.o1, d_minus), anti_pre)
+    return terms, TripletTraces(r1[-1], r2[-1], o1[-1], o2[-1])
+
+
+def triplet_stdp_accumulate_(
+    acc: Tensor,
+    pre: Tensor,
+    post: Tensor,
+    traces: TripletTraces,
+    *,
+    a2_plus: float,
+    a3_plus: float,
+    a2_minus: float,
+    a3_minus: float,
+    decays: tuple[float, float, float, float],
+    alpha: float,
+    kind: TraceKind = "all_to_all",
+    conv: ConvGeometry | None = None,
+    factors: tuple[Tensor, Tensor] | None = None,
+) -> TripletTraces:
+    """Accumulate ``alpha * dw`` of triplet STDP (:func:`triplet_stdp_terms`) into ``acc``.
+
+    Returns:
+        The traces after the sequence.
+
+    Example:
+        >>> zeros = TripletTraces(*(torch.zeros(1, 1) for _ in range(4)))
+        >>> acc = torch.zeros(1, 1)
+        >>> pre = torch.tensor([1.0, 0.0, 0.0]).reshape(3, 1, 1)
+        >>> post = torch.tensor([0.0, 1.0, 1.0]).reshape(3, 1, 1)
+        >>> _ = triplet_stdp_accumulate_(acc, pre, post, zeros, a2_plus=0.0, a3_plus=1.0,
+        ...     a2_minus=0.0, a3_minus=0.0, decays=(0.5, 0.5, 0.5, 0.5), alpha=1.0)
+        >>> acc  # first post spike: no earlier post spike, no change; second: 0.25 * 0.5
+        tensor([[0.1250]])
+    """
+    terms, traces = triplet_stdp_terms(
+        pre,
+        post,
+        traces,
+        a2_plus=a2_plus,
+        a3_plus=a3_plus,
+        a2_minus=a2_minus,
+        a3_minus=a3_minus,
+        decays=decays,
+        kind=kind,
+    )
+    accumulate_terms_(acc, terms, a_plus=1.0, a_minus=1.0, alpha=alpha, conv=conv, factors=factors)
+    return traces
+
+
+def first_spike_stdp_accumulate_(
+    acc: Tensor,
+    pre_time: Tensor,
+    post_time: Tensor,
+    post_weight: Tensor,
+    *,
+    a_plus: float | Tensor,
+    a_minus: float | Tensor,
+    alpha: float,
+    conv: ConvGeometry | None = None,
+    factors: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
+    """Accumulate the first-spike STDP of Mozafari et al. 2019 (SpykeTorch ``functional.stdp``).
+
+    For every selected post neuron (``post_weight != 0``; the k-WTA winners) and every synapse of
+    its receptive field: potentiation if the pre neuron first spiked no later than the post
+    neuron, depression otherwise (also when the pre neuron never spiked, or the synapse sees
+    zero padding)::
+
+        causal[j, i] = sum_{b, pos} c[b] post_weight[b, j] [pre_time[b, i] <= post_time[b, j]]
+        count[j]     = sum_{b, pos} c[b] post_weight[b, j]
+        dw = a_plus f_plus(w) causal(c = a_plus) - a_minus f_minus(w) (count - causal)(c = a_minus)
+
+    (per-sample amplitudes ``a[b]`` apply along the batch axis). The causal indicator is one
+    GEMM / weight convolution over rows stacked by the distinct post spike times (at most the
+    number of time steps).
+
+    Args:
+        acc: accumulator with the weight's shape.
+        pre_time: ``[B, *in]`` first pre spike times (``inf``: never).
+        post_time: ``[B, *out]`` first post spike times of the selected neurons (synapse output
+            layout; any value where ``post_weight == 0``).
+        post_weight: ``[B, *out]`` 1 for a selected neuron (pooling routes fractional weights),
+            0 elsewhere.
+        a_plus: causal amplitude, a float or ``[B]`` per sample.
+        a_minus: anti-causal amplitude (positive for depression), a float or ``[B]``.
+        alpha: scale of ``dw`` in ``acc``.
+        conv: convolution geometry; None for Linear.
+        factors: ``(f_plus, f_minus)`` from :func:`weight_factors`; None for additive.
+
+    Returns:
+        ``acc``.
+
+    Example:
+        >>> acc = torch.zeros(1, 2)
+        >>> _ = first_spike_stdp_accumulate_(acc, torch.tensor([[0.0, 5.0]]),
+        ...     torch.tensor([[3.0]]), torch.ones(1, 1), a_plus=0.004, a_minus=0.003, alpha=1.0)
+        >>> acc  # pre 0 spiked first: LTP; pre 1 spiked after the post neuron: LTD
+        tensor([[ 0.0040, -0.0030]])
+    """
+    batch = post_weight.shape[0]
+    selected = post_weight != 0
+    if not bool(selected.any()):
+        return acc
+    dtype = acc.dtype
+    coef_plus = torch.as_tensor(a_plus, dtype=dtype, device=acc.device).expand(batch)
+    coef_minus = torch.as_tensor(a_minus, dtype=dtype, device=acc.device).expand(batch)
+    times = torch.unique(post_time[selected])
+    expand_post = (-1, *([1] * post_time.dim()))
+    expand_pre = (-1, *([1] * pre_time.dim()))
+    post_rows = torch.where(
+        post_time.unsqueeze(0) == times.view(expand_post), post_weight.to(dtype).unsqueeze(0), 0.0
+    ).reshape(-1, *post_time.shape[1:])
+    pre_rows = (
+        (pre_time.unsqueeze(0) <= times.view(expand_pre)).to(dtype).reshape(-1, *pre_time.shape[1:])
+    )
+    per_row = (-1, *([1] * (post_time.dim() - 1)))
+    weighted = post_weight.to(dtype)
+    count_shape = (-1, *([1] * (acc.dim() - 1)))
+
+    def coefficient_rows(coef: Tensor) -> Tensor:
+        return post_rows * coef.repeat(times.numel()).view(per_row)
+
+    def count(coef: Tensor) -> Tensor:
+        summed = (weighted * coef.view(per_row)).sum(0)
+        return summed.reshape(summed.shape[0], -1).sum(1).view(count_shape)
+
+    f_plus, f_minus = factors if factors is not None else (None, None)
+    if f_plus is f_minus:
+        # One GEMM: f * (causal(a+) + causal(a-) - count(a-)).
+        delta = outer_accumulate_(
+            torch.zeros_like(acc), coefficient_rows(coef_plus + coef_minus), pre_rows, 1.0, conv
+        ).sub_(count(coef_minus))
+        if f_plus is not None:
+            delta.mul_(f_plus)
+        return acc.add_(delta, alpha=alpha)
+    causal_plus = outer_accumulate_(
+        torch.zeros_like(acc), coefficient_rows(coef_plus), pre_rows, 1.0, conv
+    )
+    anti = outer_accumulate_(
+        torch.zeros_like(acc), coefficient_rows(coef_minus), pre_rows, -1.0, conv
+    ).add_(count(coef_minus))
+    assert f_plus is not None and f_minus is not None
+    causal_plus.mul_(f_plus).addcmul_(anti, f_minus, value=-1.0)
+    return acc.add_(causal_plus, alpha=alpha)

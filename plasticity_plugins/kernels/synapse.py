@@ -91,3 +91,50 @@ def input_vjp(
     return input_gradient(
         input_shape, weight, grad_output, conv.stride, conv.padding, conv.dilation, conv.groups
     )
+
+
+def outer_per_sample_accumulate_(
+    acc: Tensor, post: Tensor, pre: Tensor, alpha: float, conv: ConvGeometry | None = None
+) -> Tensor:
+    """``acc[b] += alpha * sum_n post[n, b] (x) pre[n, b]``: outer products kept per sample.
+
+    For state that is inherently per sample (an eligibility trace read later by a per-sample
+    reward). Linear: one batched GEMM over ``b``; Conv: one weight-gradient convolution with the
+    samples as extra groups (``groups * B``).
+
+    Args:
+        acc: ``[B, *weight.shape]``.
+        post: ``[N, B, out]`` or ``[N, B, out, *spatial_out]``.
+        pre: ``[N, B, in]`` or ``[N, B, in, *spatial_in]``.
+        alpha: scale.
+        conv: geometry for a convolution synapse; None for Linear.
+
+    Returns:
+        ``acc``.
+
+    Example:
+        >>> acc = torch.zeros(2, 1, 2)
+        >>> post = torch.tensor([[[1.0], [2.0]]])
+        >>> pre = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+        >>> outer_per_sample_accumulate_(acc, post, pre, 1.0)
+        tensor([[[1., 0.]],
+        <BLANKLINE>
+                [[0., 2.]]])
+    """
+    steps, batch = post.shape[:2]
+    if conv is None:
+        return acc.baddbmm_(post.permute(1, 2, 0), pre.transpose(0, 1), alpha=alpha)
+    weight_gradient = {1: torch.nn.grad.conv1d_weight, 2: torch.nn.grad.conv2d_weight}[
+        len(conv.stride)
+    ]
+    out_channels = acc.shape[1]
+    delta = weight_gradient(
+        pre.reshape(steps, -1, *pre.shape[3:]),
+        (batch * out_channels, *acc.shape[2:]),
+        post.reshape(steps, -1, *post.shape[3:]),
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups * batch,
+    )
+    return acc.add_(delta.view(acc.shape), alpha=alpha)

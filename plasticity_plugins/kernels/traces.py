@@ -21,6 +21,9 @@ from torch import Tensor
 
 TraceKind = Literal["all_to_all", "nearest"]
 
+#: Largest per-step size (elements) for which CPU traces are vectorised over time.
+_VECTORISE_NUMEL = 1024
+
 
 def decay_factor(tau: float, dt: float = 1.0) -> float:
     """Exact per-step decay ``exp(-dt / tau)``; ``tau = inf`` gives 1 (no decay).
@@ -68,6 +71,14 @@ def trace_sequence(
 ) -> Tensor:
     """Traces after each step of a time-first spike sequence.
 
+    For long sequences of small tensors (on CUDA: any size) the traces are computed without a
+    Python loop per step, where the per-step overhead would dominate: the nearest-spike trace
+    from the index of each step's latest spike (a running maximum), the all-to-all trace as a
+    scaled cumulative sum in chunks short enough that the scale ``decay^-j`` stays below
+    ``2^10`` (float32 and narrower) or ``2^30`` (float64), so the result matches the
+    step-by-step recursion to rounding. Otherwise the recursion runs step by step (on CPU,
+    memory-bound steps over large tensors beat a cumulative sum).
+
     Args:
         spikes: ``[T, ...]`` spikes.
         initial: the trace before the first step, shape ``spikes.shape[1:]``.
@@ -83,6 +94,65 @@ def trace_sequence(
                 [0.5000],
                 [1.2500]])
     """
+    if kind not in ("all_to_all", "nearest"):
+        raise ValueError(f"unknown trace kind {kind!r}; expected 'all_to_all' or 'nearest'")
+    steps = spikes.shape[0]
+    small = spikes.is_cuda or spikes[0].numel() <= _VECTORISE_NUMEL if steps else False
+    if steps <= 4 or not small or not 0.0 < decay <= 1.0:
+        return _trace_loop(spikes, initial, decay, kind)
+    shape = (-1, *([1] * (spikes.dim() - 1)))
+    dtype = torch.promote_types(spikes.dtype, initial.dtype)
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    if kind == "nearest":
+        time = torch.arange(steps, device=spikes.device).view(shape)
+        last = torch.where(spikes != 0, time, -1).cummax(0).values
+        latest = spikes.gather(0, last.clamp(min=0)).to(dtype)
+        powers = decay ** (time - last).to(dtype)
+        carried = initial.to(dtype) * decay ** (time + 1).to(dtype)
+        return torch.where(last >= 0, latest * powers, carried).to(spikes.dtype)
+    return _additive_sequence(spikes, initial.to(dtype), decay, dtype).to(spikes.dtype)
+
+
+def _additive_sequence(spikes: Tensor, initial: Tensor, decay: float, dtype: torch.dtype) -> Tensor:
+    """All-to-all traces in chunks of ``L`` steps: a scaled cumulative sum inside each chunk,
+    then each chunk's carry-in from the traces at the ends of the earlier chunks."""
+    steps = spikes.shape[0]
+    rest = spikes.shape[1:]
+    ratio = 30 if dtype == torch.float64 else 10
+    length = steps if decay == 1.0 else 1 + int(ratio * math.log(2) / -math.log(decay))
+    length = min(length, steps)
+    chunks = -(-steps // length)
+    blocks = spikes.to(dtype)
+    if chunks * length != steps:
+        blocks = torch.cat([blocks, blocks.new_zeros(chunks * length - steps, *rest)])
+    blocks = blocks.view(chunks, length, *rest)
+    ones = [1] * len(rest)
+    index = torch.arange(length, dtype=torch.float64, device=spikes.device)
+    up = (decay**-index).to(dtype).view(1, length, *ones)
+    down = (decay**index).to(dtype).view(1, length, *ones)
+    local = torch.cumsum(blocks * up, 1).mul_(down)  # traces from each chunk's own spikes
+    ends = local[:, -1].reshape(chunks, -1)
+    chunk_decay = decay**length
+    if chunks <= 64:
+        c = torch.arange(chunks, dtype=torch.float64, device=spikes.device)
+        lag = c.view(-1, 1) - c.view(1, -1)
+        kernel = torch.where(lag >= 0, chunk_decay ** lag.clamp(min=0), 0.0).to(dtype)
+        carried = (chunk_decay ** (c + 1)).to(dtype).view(-1, 1)
+        at_end = kernel @ ends + carried * initial.reshape(1, -1)
+    else:
+        at_end = torch.empty_like(ends)
+        previous = initial.reshape(-1)
+        for chunk in range(chunks):
+            previous = torch.add(ends[chunk], previous, alpha=chunk_decay)
+            at_end[chunk] = previous
+    before = torch.cat([initial.reshape(1, -1), at_end[:-1]]).view(chunks, 1, *rest)
+    traces = local.add_(before * (decay * down))
+    return traces.view(chunks * length, *rest)[:steps]
+
+
+def _trace_loop(spikes: Tensor, initial: Tensor, decay: float, kind: TraceKind) -> Tensor:
+    """The step-by-step recursion (any decay)."""
     out = torch.empty_like(spikes)
     trace = initial
     for t in range(spikes.shape[0]):

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from .base import GradientRule, LocalRule, PairView, RuleState, UpdateSink
 from .decolle import DECOLLE
-from .stdp import STDP
+from .diehl_cook import DiehlCook
+from .mozafari import RSTDP, MozafariSTDP, WinnerGatedSTDP
+from .mstdp import MSTDP, MSTDPET
+from .stdp import STDP, WeightBounds, WeightDependent
 from .stllr import STLLR
+from .triplet import TripletSTDP
 
 __all__ = [
     "DECOLLE",
+    "MSTDP",
+    "MSTDPET",
+    "RSTDP",
     "STDP",
     "STLLR",
+    "DiehlCook",
     "GradientRule",
     "LocalRule",
+    "MozafariSTDP",
     "PairView",
     "RuleState",
+    "TripletSTDP",
     "UpdateSink",
+    "WeightBounds",
+    "WeightDependent",
+    "WinnerGatedSTDP",
 ]

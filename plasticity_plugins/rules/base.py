@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..adapters.base import NeuronObservation, NeuronSpec
+from ..adapters.base import NeuronAdapter, NeuronObservation, NeuronSpec
 from ..errors import UnsupportedModuleError
 from ..kernels.synapse import ConvGeometry
 
@@ -96,6 +96,8 @@ class PairView:
         sink: where updates land.
         first_step: index, since ``handle.reset()``, of this call's first time step.
         total_steps: the sequence length given to ``handle.reset(steps=...)``, else None.
+        adapter: the neuron's adapter, for rules that write to the neuron (a threshold offset,
+            a spike mask); None where the caller does not provide it.
     """
 
     name: str
@@ -107,6 +109,7 @@ class PairView:
     sink: UpdateSink
     first_step: int = 0
     total_steps: int | None = None
+    adapter: NeuronAdapter | None = None
 
     @property
     def steps(self) -> int:

@@ -1,0 +1,179 @@
+"""Competition kernels: k-WTA, pointwise and lateral inhibition, adaptive thresholds,
+normalisation; against straightforward loops and the SPECS §4/§5 checks."""
+
+from __future__ import annotations
+
+import doctest
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from stdp_reference import k_winners_reference
+
+from plasticity_plugins import InputError
+from plasticity_plugins.kernels import competition
+from plasticity_plugins.kernels.competition import (
+    adaptive_threshold,
+    first_spike_times,
+    k_winners,
+    lateral_inhibition,
+    normalize_weights_,
+    pointwise_inhibition,
+    value_at_first_spike,
+)
+
+
+def random_times(shape, generator, p_silent=0.4, steps=4):
+    """Few distinct times and quantised potentials, so ties in both happen."""
+    time = torch.randint(0, steps, shape, generator=generator).double()
+    time[torch.rand(shape, generator=generator) < p_silent] = math.inf
+    potential = torch.randint(0, 3, shape, generator=generator).double()
+    return time, potential
+
+
+@pytest.mark.parametrize(
+    "shape,k,radius",
+    [
+        ((4, 6, 7, 7), 5, 3),
+        ((4, 6, 7, 7), 3, 0),
+        ((4, 8, 5, 6), 8, 1),
+        ((3, 5, 9), 4, 2),  # Conv1d layout
+        ((5, 7), 4, None),  # Linear layout: no spatial dimensions
+        ((4, 6, 7, 7), 6, None),
+    ],
+)
+def test_k_winners_matches_loop_on_random_inputs(shape, k, radius):
+    g = torch.Generator().manual_seed(sum(shape) + k)
+    for _ in range(5):
+        time, potential = random_times(shape, g)
+        got = k_winners(time, potential, k, radius)
+        expected = k_winners_reference(time.numpy(), potential.numpy(), k, radius)
+        np.testing.assert_array_equal(got.numpy(), expected)
+
+
+@pytest.mark.parametrize("radius", [0, 1, 3])
+def test_k_winners_properties(radius):
+    g = torch.Generator().manual_seed(radius)
+    time, potential = random_times((6, 10, 9, 9), g, p_silent=0.2, steps=6)
+    k = 5
+    winners = k_winners(time, potential, k, radius)
+    for b in range(6):
+        chosen = winners[b].nonzero().tolist()
+        assert len(chosen) <= k
+        assert len({f for f, _, _ in chosen}) == len(chosen)  # distinct features
+        for (_, y1, x1), (_, y2, x2) in itertools.combinations(chosen, 2):
+            assert max(abs(y1 - y2), abs(x1 - x2)) > radius  # none within Chebyshev r
+        assert all(math.isfinite(time[b, f, y, x]) for f, y, x in chosen)  # all spiked
+    assert int(winners.sum()) > 6  # the test exercises several winners per sample
+
+
+def test_earlier_spike_beats_larger_potential():
+    time = torch.full((1, 2, 1, 5), math.inf)
+    potential = torch.zeros(1, 2, 1, 5)
+    time[0, 0, 0, 0], potential[0, 0, 0, 0] = 3.0, 100.0  # late, huge potential
+    time[0, 1, 0, 4], potential[0, 1, 0, 4] = 1.0, 0.5  # early, small potential
+    winners = k_winners(time, potential, k=1, radius=0)
+    assert winners[0, 1, 0, 4] and int(winners.sum()) == 1
+    time[0, 0, 0, 0] = 1.0  # same time: the larger potential wins
+    assert k_winners(time, potential, k=1, radius=0)[0, 0, 0, 0]
+
+
+def test_k_winners_stops_when_candidates_run_out_and_refuses_bad_k():
+    time = torch.full((2, 3, 4, 4), math.inf)
+    time[0, 1, 2, 2] = 0.0
+    winners = k_winners(time, torch.zeros_like(time), k=3, radius=1)
+    assert int(winners[0].sum()) == 1 and int(winners[1].sum()) == 0
+    with pytest.raises(InputError, match=r"k=4 must be an int in \[1, 3\]"):
+        k_winners(time, torch.zeros_like(time), k=4, radius=1)
+    with pytest.raises(InputError, match="k=0"):
+        k_winners(time, torch.zeros_like(time), k=0)
+    with pytest.raises(InputError, match="radius=None"):
+        k_winners(torch.zeros(2, 3), torch.zeros(2, 3), k=1, radius=1)
+    with pytest.raises(InputError, match="same shape"):
+        k_winners(time, torch.zeros(2, 3), k=1)
+    with pytest.raises(InputError, match="at most 2 spatial"):
+        k_winners(torch.zeros(1, 2, 3, 3, 3), torch.zeros(1, 2, 3, 3, 3), k=1)
+
+
+def pointwise_reference(time, potential):
+    out = np.zeros(time.shape, dtype=bool)
+    for b in range(time.shape[0]):
+        for pos in np.ndindex(*time.shape[2:]):
+            cells = [
+                (time[(b, f, *pos)], -potential[(b, f, *pos)], f)
+                for f in range(time.shape[1])
+                if np.isfinite(time[(b, f, *pos)])
+            ]
+            if cells:
+                out[(b, min(cells)[2], *pos)] = True
+    return out
+
+
+def test_pointwise_inhibition_matches_loop():
+    g = torch.Generator().manual_seed(3)
+    for shape in [(3, 6, 5, 5), (2, 4, 7), (4, 5)]:
+        time, potential = random_times(shape, g)
+        got = pointwise_inhibition(time, potential)
+        np.testing.assert_array_equal(
+            got.numpy(), pointwise_reference(time.numpy(), potential.numpy())
+        )
+        assert int(got.sum(1).max()) <= 1  # one feature per position
+
+
+def test_first_spike_helpers():
+    spikes = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]]).unsqueeze(1)
+    values = torch.arange(9.0).view(3, 1, 3)
+    assert first_spike_times(spikes, start=5).tolist() == [[6.0, 5.0, math.inf]]
+    assert value_at_first_spike(values, spikes).tolist() == [[3.0, 1.0, 0.0]]
+
+
+def test_lateral_inhibition_inhibits_every_other_neuron():
+    s = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    current = lateral_inhibition(s, 17.0)
+    expected = torch.stack([-17.0 * (s[b].sum() - s[b]) for b in range(2)])
+    torch.testing.assert_close(current, expected)
+    maps = torch.rand(2, 3, 4, 4).round()
+    loop = torch.stack([-(maps.sum(1) - maps[:, f]) * 2.0 for f in range(3)], 1)
+    torch.testing.assert_close(lateral_inhibition(maps, 2.0, dim=1), loop)
+
+
+def test_n_spikes_raise_theta_by_0_05_n():
+    g = torch.Generator().manual_seed(4)
+    spikes = (torch.rand(50, 3, 7, generator=g) < 0.3).double()
+    theta = adaptive_threshold(torch.zeros(7, dtype=torch.float64), spikes, 0.05)
+    n = spikes.sum((0, 1))
+    torch.testing.assert_close(theta, 0.05 * n, rtol=0, atol=1e-12)
+
+
+def test_adaptive_threshold_decay_matches_step_loop():
+    g = torch.Generator().manual_seed(5)
+    spikes = (torch.rand(30, 2, 2, 3, generator=g) < 0.4).double()
+    start = torch.rand(2, 3, generator=g, dtype=torch.float64)
+    theta = start.clone()
+    for t in range(30):
+        theta = theta * 0.9 + 0.05 * spikes[t].sum(0)
+    torch.testing.assert_close(adaptive_threshold(start, spikes, 0.05, 0.9), theta)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normalised_columns_sum_to_78(dtype):
+    g = torch.Generator().manual_seed(6)
+    weight = torch.rand(400, 784, generator=g).to(dtype)
+    weight[3] = 0.0  # a silent unit stays as it is
+    normalize_weights_(weight, 78.0)
+    sums = weight.double().sum(1)
+    mask = torch.ones(400, dtype=torch.bool)
+    mask[3] = False
+    tol = dict(rtol=0, atol=1e-6) if dtype == torch.float64 else dict(rtol=1e-6, atol=0)
+    torch.testing.assert_close(sums[mask], torch.full((399,), 78.0, dtype=torch.float64), **tol)
+    assert torch.equal(weight[3], torch.zeros(784, dtype=dtype))
+    conv = torch.rand(5, 2, 3, 3, generator=g, dtype=torch.float64)
+    normalize_weights_(conv, 4.0)
+    torch.testing.assert_close(conv.sum((1, 2, 3)), torch.full((5,), 4.0, dtype=torch.float64))
+
+
+def test_doctests():
+    result = doctest.testmod(competition, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
