@@ -31,6 +31,7 @@ from norse.torch import (  # noqa: E402
 )
 from norse.torch.functional.reset import reset_subtract  # noqa: E402
 from norse.torch.functional.threshold import threshold  # noqa: E402
+
 from plasticity_plugins.adapters import (  # noqa: E402
     NeuronObservation,
     NeuronSpec,
@@ -43,7 +44,6 @@ from plasticity_plugins.adapters.norse import (  # noqa: E402
     NorseLiftAdapter,
     NorseSequenceAdapter,
 )
-
 from plasticity_plugins.errors import (  # noqa: E402
     InputError,
     UnsupportedFrameworkVersionError,

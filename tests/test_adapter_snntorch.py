@@ -34,7 +34,6 @@ from plasticity_plugins.adapters.snntorch import (  # noqa: E402
     SynapticAdapter,
     _closed_form,
 )
-
 from plasticity_plugins.errors import (  # noqa: E402
     UnsupportedFrameworkVersionError,
     UnsupportedModuleError,

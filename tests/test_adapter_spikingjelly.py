@@ -16,6 +16,8 @@ import torch
 
 pytest.importorskip("spikingjelly")
 
+from spikingjelly.activation_based import neuron, surrogate
+
 from plasticity_plugins.adapters import (
     NeuronObservation,
     NeuronSpec,
@@ -24,8 +26,6 @@ from plasticity_plugins.adapters import (
     surrogate_by_autograd,
 )
 from plasticity_plugins.adapters import spikingjelly as sj_adapter
-from spikingjelly.activation_based import neuron, surrogate
-
 from plasticity_plugins.errors import (
     UnsupportedFrameworkVersionError,
     UnsupportedModuleError,

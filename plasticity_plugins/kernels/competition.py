@@ -138,32 +138,33 @@ def k_winners(first_time: Tensor, potential: Tensor, k: int, radius: int | None 
             )
     device = first_time.device
     positions = math.prod(spatial)
-    time = first_time.reshape(batch, -1)
+    time = first_time.reshape(batch, features, positions)
     score = potential.reshape(batch, -1)
-    available = torch.isfinite(time)
-    winners = torch.zeros_like(available)
-    flat = torch.arange(features * positions, device=device)
-    feature_of = flat // positions
-    coords = []
-    rest = flat % positions
+    inf = torch.tensor(math.inf, dtype=time.dtype, device=device)
+    # the candidates' times; inhibited neurons are set to inf (in a copy)
+    pending = torch.where(torch.isfinite(time), time, inf)
+    winners = torch.zeros(batch, features * positions, dtype=torch.bool, device=device)
+    coords = []  # per position only: the window test costs [B, positions], not [B, F * P]
+    rest = torch.arange(positions, device=device)
     for size in reversed(spatial):
         coords.append(rest % size)
         rest = rest // size
     rows = torch.arange(batch, device=device)
-    inf = torch.tensor(math.inf, dtype=time.dtype, device=device)
+    flat_pending = pending.view(batch, -1)
     for _ in range(k):
-        earliest = torch.where(available, time, inf).amin(1, keepdim=True)
-        candidates = available & (time == earliest)
+        earliest = flat_pending.amin(1, keepdim=True)
+        candidates = flat_pending == earliest  # inf == inf: no candidate left (checked below)
         best = torch.where(candidates, score, -inf).argmax(1)
-        valid = candidates[rows, best]
+        valid = torch.isfinite(earliest.squeeze(1))
         winners[rows, best] |= valid
-        inhibited = feature_of == feature_of[best].unsqueeze(1)
+        feature = best // positions
+        pending[rows[valid], feature[valid]] = inf
         if radius is not None:
-            near = torch.ones_like(inhibited)
+            position = best % positions
+            near = torch.ones(batch, positions, dtype=torch.bool, device=device)
             for coord in coords:
-                near &= (coord.unsqueeze(0) - coord[best].unsqueeze(1)).abs() <= radius
-            inhibited |= near
-        available &= ~(inhibited & valid.unsqueeze(1))
+                near &= (coord.unsqueeze(0) - coord[position].unsqueeze(1)).abs() <= radius
+            pending.masked_fill_((near & valid.unsqueeze(1)).unsqueeze(1), math.inf)
     return winners.view(first_time.shape)
 
 
