@@ -89,7 +89,7 @@ _CLAIMED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 def _all_finite(x: Tensor) -> bool:
     """Whether ``x`` has no NaN / inf: one reduction (a NaN or inf makes the sum non-finite),
     and the elementwise check only when the sum overflowed."""
-    if math.isfinite(float(x.sum())):
+    if math.isfinite(float(x.detach().sum())):
         return True
     return bool(torch.isfinite(x).all())
 
