@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import GradientRule, LocalRule, PairView, RuleState, UpdateSink
 from .decolle import DECOLLE
 from .diehl_cook import DiehlCook
+from .fast_and_deep import FastAndDeep, FirstSpikeLayer, FirstSpikeNetwork, fast_and_deep_loss
 from .mozafari import RSTDP, MozafariSTDP, WinnerGatedSTDP
 from .mstdp import MSTDP, MSTDPET
 from .stdp import STDP, WeightBounds, WeightDependent
@@ -19,6 +20,9 @@ __all__ = [
     "STDP",
     "STLLR",
     "DiehlCook",
+    "FastAndDeep",
+    "FirstSpikeLayer",
+    "FirstSpikeNetwork",
     "GradientRule",
     "LocalRule",
     "MozafariSTDP",
@@ -29,4 +33,5 @@ __all__ = [
     "WeightBounds",
     "WeightDependent",
     "WinnerGatedSTDP",
+    "fast_and_deep_loss",
 ]
