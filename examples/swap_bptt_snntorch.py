@@ -27,7 +27,7 @@ import snntorch as snn
 import torch
 import torch.nn.functional as F
 from _common import Example, Settings, main
-from snntorch import surrogate, utils
+from snntorch import surrogate
 from torch import Tensor, nn
 
 from plasticity_plugins import AttachHandle
@@ -45,10 +45,18 @@ def build_model(hidden: tuple[int, ...] = (256,)) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def reset_neurons(net: nn.Module) -> None:
+    """Zero this network's membranes. (``snntorch.utils.reset`` resets every Leaky ever created,
+    in any network, and fails when one of them has not run yet.)"""
+    for module in net.modules():
+        if isinstance(module, snn.Leaky):
+            module.reset_mem()
+
+
 # ------------------------------------------------------------ before: BPTT -----------------
 def train_bptt(net: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer) -> None:
     """One batch with BPTT. ``x``: ``[T, B, 784]`` spikes, ``y``: ``[B]`` labels."""
-    utils.reset(net)
+    reset_neurons(net)
     optimizer.zero_grad()
     loss = torch.zeros(())
     for x_t in x:
@@ -83,7 +91,7 @@ def train_decolle(
 
 def spike_counts(net: nn.Module, x: Tensor) -> Tensor:
     """Output spikes summed over the test sequence ``x``: ``[B, 10]``."""
-    utils.reset(net)
+    reset_neurons(net)
     return torch.stack([net(x_t) for x_t in x]).sum(0)
 
 
