@@ -44,7 +44,10 @@ from _common import LABELS, METHODS, Settings, load_data, run_method  # noqa: E4
 FRAMEWORKS = ("snntorch", "spikingjelly", "norse")
 TARGETS = {"stllr": 1.5, "decolle": 2.5}  # points below BPTT at most
 
-#: Hyper-parameters per framework (over the examples' defaults), chosen on seed 0.
+#: Hyper-parameters per framework over the examples' defaults (Adam 2e-3 for every method,
+#: T = 25, batch 64, max rate 1, S-TLLR preset "layer", DECOLLE readout scale 0.5, dropout 0.5,
+#: no burn-in). Checked on seed 0: Norse's S-TLLR reached the same accuracy with the "cli"
+#: preset (88.5 vs 88.6 % after 8 epochs), so no framework needs an override.
 HYPER: dict[str, dict[str, Any]] = {
     "snntorch": {},
     "spikingjelly": {},

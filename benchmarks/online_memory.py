@@ -30,7 +30,9 @@ call's T-step eligibility until the one ``handle.backward``. The extra rows ``S-
 
 Prints, per framework, the table and the ratios the project targets: local peak at T=400 within
 1.15x of T=50, >= 10x below BPTT's, time per iteration <= 0.8x BPTT's at T=400. ``--profile``
-adds, for the largest T, where one iteration's time goes (cProfile, by function).
+adds, for the largest T, where one iteration's time goes: the exclusive wall time of the
+functions an iteration runs through (adapter hooks, the rule's ``step`` / ``learn``, the
+handle's autograd and pass-down, ...), measured with light wrappers in one more process.
 
     python benchmarks/online_memory.py [--frameworks snntorch spikingjelly norse]
         [--steps 50 200 400] [--rounds 3] [--profile]
