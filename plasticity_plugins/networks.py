@@ -15,6 +15,7 @@ equality has probability zero, so the three produce the same spikes.
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 import torch
@@ -110,3 +111,44 @@ def single_layer(
         norse = require_framework("norse.torch", extra="norse")
         return norse.SequentialState(linear, neuron), linear
     return nn.Sequential(linear, neuron), linear
+
+
+def mlp(
+    framework: Framework,
+    sizes: tuple[int, ...],
+    multistep: bool = False,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> nn.Module:
+    """``(Linear -> matched LIF)`` per layer, ``sizes = (inputs, hidden..., outputs)``.
+
+    The Linear layers keep torch's default initialisation, so the same ``torch.manual_seed``
+    gives the same network in the three frameworks; Norse's weights and biases are divided by
+    :data:`NORSE_INPUT_GAIN` (its neuron multiplies its input by the gain). Containers as in
+    :func:`single_layer`; SpikingJelly's layers are ``layer.Linear`` in the neurons' step mode.
+
+    Example:
+        >>> net = mlp("snntorch", (784, 32, 10))
+        >>> [type(m).__name__ for m in net]
+        ['Linear', 'Leaky', 'Linear', 'Leaky']
+    """
+    if len(sizes) < 2 or any(size < 1 for size in sizes):
+        raise ValueError(f"mlp: sizes must be at least (inputs, outputs), all >= 1, got {sizes}")
+    layers: list[nn.Module] = []
+    for n_in, n_out in itertools.pairwise(sizes):
+        if framework == "spikingjelly":
+            layer = require_framework("spikingjelly.activation_based.layer", extra="spikingjelly")
+            linear: nn.Linear = layer.Linear(n_in, n_out, step_mode="m" if multistep else "s")
+        else:
+            linear = nn.Linear(n_in, n_out)
+        if framework == "norse":
+            with torch.no_grad():
+                for parameter in linear.parameters():
+                    parameter.div_(NORSE_INPUT_GAIN)
+        layers += [linear.to(device, dtype), matched_lif(framework, multistep, dtype, device)]
+    for module in layers:
+        module.to(device, dtype)
+    if framework == "norse":
+        norse = require_framework("norse.torch", extra="norse")
+        return norse.SequentialState(*layers)  # type: ignore[no-any-return]
+    return nn.Sequential(*layers)

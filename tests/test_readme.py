@@ -25,7 +25,7 @@ def test_quick_start_has_exactly_the_two_commands_and_ci_runs_the_test_one():
     commands = re.findall(r"^    (python3 -m venv .*)$", README, re.M)
     assert len(commands) == 2
     main_job, tests = commands
-    assert main_job.endswith("plasticity-plugins stdp-demo")
+    assert main_job.endswith("plasticity-plugins compare --quick")
     assert tests.endswith(".venv/bin/pytest")
     ci = (ROOT / ".ci" / "run").read_text()
     assert 'eval "$test_command"' in ci and "python3 -m venv .venv && .*pytest" in ci
