@@ -150,5 +150,5 @@ def mlp(
         module.to(device, dtype)
     if framework == "norse":
         norse = require_framework("norse.torch", extra="norse")
-        return norse.SequentialState(*layers)  # type: ignore[no-any-return]
+        return norse.SequentialState(*layers)
     return nn.Sequential(*layers)

@@ -61,7 +61,7 @@ class FrameworkKit:
         if self.name == "snntorch":
             for module in net.modules():
                 if hasattr(module, "reset_mem") and hasattr(module, "init_hidden"):
-                    module.reset_mem()
+                    module.reset_mem()  # type: ignore[operator]
         elif self.name == "spikingjelly":
             functional = require_framework(
                 "spikingjelly.activation_based.functional", extra="spikingjelly"

@@ -24,7 +24,7 @@ paper); for STDP a linear probe (:mod:`.probe`) on the hidden layer's spike coun
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -128,7 +128,7 @@ ELSEWHERE: dict[str, str] = {
 }
 
 
-def resolve(names: list[str] | tuple[str, ...], known: dict[str, object], what: str) -> list[str]:
+def resolve(names: Sequence[str], known: Mapping[str, object], what: str) -> list[str]:
     """``names`` checked against ``known`` (``"all"`` means every one), in the given order.
 
     Raises:
