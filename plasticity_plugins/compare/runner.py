@@ -11,7 +11,8 @@ Measured per run:
 * accuracy (percent, test set), defined per method (:mod:`.methods`), and a learning curve:
   the test accuracy after each fraction ``1 / evals_per_epoch`` of an epoch;
 * ms per time step: the wall time of the training steps alone (encoding and evaluation
-  excluded) over the number of time steps trained (batches x T);
+  excluded) over the number of time steps trained (batches x T), the first batch left out (it
+  pays one-time costs: TorchScript compilation, CUDA initialisation);
 * peak memory (MiB) of a training step above the memory on entry, the maximum over the run
   (:class:`.memory.PeakMemory`: resident memory on the CPU, allocated memory on CUDA).
 """
@@ -326,8 +327,9 @@ class Comparison:
                     y = self.dataset.y_train[index].to(self.device)
                     with PeakMemory(self.device) as meter:
                         run.train_batch(x, y)
-                    spent += meter.seconds
-                    steps_trained += len(x)
+                    if epoch or number:  # the first batch pays one-time costs (JIT, CUDA init)
+                        spent += meter.seconds
+                        steps_trained += len(x)
                     peak, exact = max(peak, meter.peak_mib), exact and meter.exact
                     bar.update(1)
                     if (number + 1) % eval_every == 0 or number + 1 == n_batches:
@@ -340,7 +342,7 @@ class Comparison:
                 run.handle.detach()
         result.accuracy = result.curve[-1][1]
         result.details = {**before, **details}
-        result.ms_per_step = 1e3 * spent / max(1, steps_trained)
+        result.ms_per_step = 1e3 * spent / steps_trained if steps_trained else math.nan
         result.train_seconds = spent
         result.peak_mib, result.memory_exact = peak, exact
 

@@ -32,6 +32,12 @@ next to the branch point (iterating in float32 loses ~2e-6 there):
   reach float64 rounding from any guess within a few percent (measured: 2.2e-15 relative to
   mpmath over [-1/e, 1.8e308]).
 
+The CUDA kernel departs from this in one way, for speed: on ``-0.05 <= x <= 1e30`` it computes
+the guess and the first Halley step in float32 and only the last step in float64 (cubic
+convergence takes the float stage's <= 5e-6 to ~1e-15 relative; the GPU test holds it to 1e-14
+of this implementation). That halves its float64 work: 53-54 % of an H100's peak memory
+bandwidth at 1e8 float64 values (``benchmarks/lambertw.py``).
+
 Special values: ``x < -1/e`` gives NaN (no real value; the Fast & Deep rule reads it as "no
 spike"), except that the float16, float32 and float64 roundings of ``-1/e``, which lie just below
 it, are taken as ``-1/e`` and give ``-1`` (bfloat16 rounds ``-1/e`` to ``-0.3671875``, above it,
