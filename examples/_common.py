@@ -8,7 +8,8 @@ spikes of a test sequence. Everything else lives here, once:
   rate coded with :func:`plasticity_plugins.kernels.encoding.poisson_rate`, time first
   ``[T, B, 784]``;
 * :class:`Settings` and :func:`parse_settings`: the command-line options;
-* :class:`PeakMemory`: peak resident memory above a baseline (Linux ``VmHWM``) and wall time;
+* :class:`PeakMemory` (from :mod:`plasticity_plugins.compare.memory`): peak resident memory
+  above a baseline (Linux ``VmHWM``) and wall time;
 * :func:`run_method`: trains one fresh model with one method and evaluates it;
 * :func:`main`: runs BPTT, S-TLLR and DECOLLE on the same model and prints the table.
 
@@ -20,13 +21,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import ctypes.util
 import functools
-import gc
 import math
-import resource
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -36,6 +32,11 @@ from torch import Tensor, nn
 
 import plasticity_plugins
 from plasticity_plugins import AttachHandle
+from plasticity_plugins.compare.memory import (  # noqa: F401 (release_memory: benchmarks)
+    PeakMemory,
+    release_memory,
+    use_exact_allocation,
+)
 from plasticity_plugins.data.mnist import load_mnist_subset
 from plasticity_plugins.kernels.encoding import poisson_rate
 from plasticity_plugins.rules import DECOLLE, STLLR, LocalRule
@@ -82,94 +83,6 @@ def batches(
     for start in range(0, len(images), batch_size):
         index = order[start : start + batch_size]
         yield images[index], labels[index]
-
-
-# -------------------------------------------------------------------------------- measurement
-_LIBC: Any = None
-with contextlib.suppress(OSError, TypeError):
-    _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-
-
-def use_exact_allocation() -> bool:
-    """Make glibc return freed tensors to the OS, so resident memory follows live memory.
-
-    glibc keeps freed blocks below a dynamic threshold (up to 32 MiB) in its heap; a later
-    measurement in the same process would then reuse them without raising the resident size.
-    With a fixed mmap threshold of 128 KiB every tensor larger than that is mapped on
-    allocation and unmapped on free. Returns False where glibc's ``mallopt`` is unavailable.
-    """
-    if _LIBC is None or not hasattr(_LIBC, "mallopt"):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    ok = _LIBC.mallopt(m_mmap_threshold, 128 * 1024) == 1
-    return ok and _LIBC.mallopt(m_trim_threshold, 128 * 1024) == 1
-
-
-def release_memory() -> None:
-    """Collect garbage and hand glibc's free heap memory back to the OS (``malloc_trim``).
-
-    Freed memory that stays resident would be reused by the next allocations without raising
-    the resident size, hiding them from a peak measurement.
-    """
-    gc.collect()
-    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
-
-
-def _status_kib(key: str) -> int | None:
-    with contextlib.suppress(OSError), open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's peak-RSS mark (``VmHWM``) of this process to its current RSS."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        return False
-    return True
-
-
-@dataclass
-class PeakMemory:
-    """Context manager: wall time and peak resident memory above the RSS on entry, in MiB.
-
-    On entry it hands glibc's free heap memory back to the OS (``malloc_trim``; with
-    ``collect=True`` after a garbage collection), records the resident set size as the baseline
-    and resets the kernel's high-water mark (``/proc/self/clear_refs``); on exit ``peak_mib`` is
-    ``VmHWM - baseline``. Trimming matters: freed memory left resident would absorb the block's
-    allocations without raising the resident size. Where the mark cannot be reset,
-    ``ru_maxrss`` is used and ``exact`` is False (a peak below an earlier one in this process
-    then reads as 0). The trimming happens before the clock starts.
-    """
-
-    collect: bool = False
-    seconds: float = 0.0
-    peak_mib: float = 0.0
-    exact: bool = True
-    _baseline_kib: int = 0
-    _start: float = 0.0
-
-    def __enter__(self) -> PeakMemory:
-        if self.collect:
-            gc.collect()
-        if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
-            _LIBC.malloc_trim(0)
-        self._baseline_kib = _status_kib("VmRSS") or 0
-        self.exact = _reset_peak() and self._baseline_kib > 0
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self._start
-        peak = _status_kib("VmHWM") if self.exact else None
-        if peak is None:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        self.peak_mib = max(0, peak - self._baseline_kib) / 1024
 
 
 # ----------------------------------------------------------------------------------- settings

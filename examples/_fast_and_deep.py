@@ -1,4 +1,4 @@
-"""Shared code of the Fast & Deep examples: the training driver, options and raster plots.
+"""Shared code of the Fast & Deep examples: the training driver, options, summary and plots.
 
 ``fast_and_deep_yinyang.py`` and ``fast_and_deep_mnist16.py`` hold what is specific to their
 data set (loading, encoding, figures); ``benchmarks/fast_and_deep_yinyang.py`` imports them, so
@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -165,7 +167,78 @@ def parser(description: str, config: FastAndDeep, out: str) -> argparse.Argument
     return p
 
 
+def train_from_args(config: FastAndDeep, data: Data, args: argparse.Namespace) -> Run:
+    """Call :func:`train` with the options of :func:`parser` (seed, device, dtype, progress)."""
+    return train(
+        config,
+        data,
+        seed=args.seed,
+        device=args.device,
+        dtype=DTYPES[args.dtype],
+        progress=not args.no_progress,
+        eval_every=args.eval_every,
+    )
+
+
+def summary(run: Run, **extra: Any) -> str:
+    """One JSON line: test accuracy and loss, last validation accuracy, ``extra``, wall times."""
+    return json.dumps(
+        {
+            "test_accuracy": round(run.test_accuracy, 2),
+            "validation_accuracy": round(run.history[-1]["validation_accuracy"], 2),
+            "test_loss": round(run.test_loss, 4),
+            **extra,
+            "train_seconds": round(run.train_seconds, 1),
+            "total_seconds": round(run.total_seconds, 1),
+        }
+    )
+
+
 # ------------------------------------------------------------------------------- plotting
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (files only, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str) -> None:
+    """Write ``fig`` to ``path`` (creating its folder) and close it."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    pyplot().close(fig)
+
+
+def layer_times(net: FirstSpikeNetwork, times: Tensor) -> tuple[Tensor, Tensor]:
+    """Hidden and output spike times of the inputs ``times`` (in chunks of 250, no autograd)."""
+    with torch.no_grad():
+        chunks = [net.forward_all(chunk) for chunk in times.split(250)]
+    hidden, out = (torch.cat(layer) for layer in zip(*chunks, strict=True))
+    return hidden, out
+
+
+def training_curves(
+    ax: Any, run: Run, train_label: str, reference: tuple[float, str] | None = None
+) -> None:
+    """Train and validation accuracy per evaluated epoch on ``ax``.
+
+    ``reference``: ``(accuracy, label)`` of a dashed horizontal line (e.g. a published result).
+    """
+    epochs = [h["epoch"] for h in run.history]
+    ax.plot(epochs, [h["train_accuracy"] for h in run.history], marker=".", label=train_label)
+    ax.plot(epochs, [h["validation_accuracy"] for h in run.history], marker=".", label="validation")
+    if reference is not None:
+        ax.axhline(reference[0], color="0.5", ls="--", lw=0.8, label=reference[1])
+    lowest = min(min(h["train_accuracy"], h["validation_accuracy"]) for h in run.history)
+    ax.set_ylim(max(0.0, lowest - 2), 100)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy [%]")
+    ax.legend(fontsize=7, loc="lower right")
+
+
 def raster(
     fig: Any,
     spec: Any,

@@ -22,11 +22,20 @@ the label neuron's spike time against the earliest other output, and spike-time 
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
-from _fast_and_deep import DTYPES, Data, Run, parser, raster, train
+from _fast_and_deep import (
+    DTYPES,
+    Data,
+    Run,
+    layer_times,
+    parser,
+    pyplot,
+    raster,
+    save_figure,
+    summary,
+    train_from_args,
+    training_curves,
+)
 
 from plasticity_plugins.data.mnist16 import load_mnist16, mnist16_times
 from plasticity_plugins.rules.fast_and_deep import FastAndDeep, predict
@@ -55,33 +64,16 @@ def load_data(
 
 def plot(run: Run, data: Data, images: torch.Tensor, path: str) -> None:
     """The figure described in the module docstring."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    net = run.net
     times, labels = data.test
-    with torch.no_grad():
-        chunks = [net.forward_all(chunk) for chunk in times.split(250)]
-    hidden, out = (torch.cat(layer) for layer in zip(*chunks, strict=True))
+    hidden, out = layer_times(run.net, times)
     predicted, labels, out = predict(out).cpu(), labels.cpu(), out.cpu().double()
 
-    fig = plt.figure(figsize=(15, 10))
+    fig = pyplot().figure(figsize=(15, 10))
     spec = fig.add_gridspec(2, 3, height_ratios=(1.0, 1.25), hspace=0.3, wspace=0.35)
 
     # (a) training curves
     ax = fig.add_subplot(spec[0, 0])
-    epochs = [h["epoch"] for h in run.history]
-    ax.plot(
-        epochs, [h["train_accuracy"] for h in run.history], marker=".", label="train (noisy inputs)"
-    )
-    ax.plot(epochs, [h["validation_accuracy"] for h in run.history], marker=".", label="validation")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy [%]")
-    lowest = min(min(h["train_accuracy"], h["validation_accuracy"]) for h in run.history)
-    ax.set_ylim(max(0.0, lowest - 2), 100)
-    ax.legend(fontsize=8, loc="lower right")
+    training_curves(ax, run, "train (noisy inputs)")
     ax.set_title(
         f"test: {run.test_accuracy:.1f} % of {len(labels)} digits; seed {run.seed}, "
         f"{run.config.epochs} epochs, {run.train_seconds / 60:.1f} min",
@@ -134,9 +126,7 @@ def plot(run: Run, data: Data, images: torch.Tensor, path: str) -> None:
             title=f"test digit {index}: label {int(labels[index])}, "
             f"predicted {int(predicted[index])}",
         )
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> Run:
@@ -147,36 +137,20 @@ def main(argv: list[str] | None = None) -> Run:
     args = p.parse_args(argv)
     config = FastAndDeep.published("mnist16", epochs=args.epochs)
     torch.set_num_threads(args.threads)
-    dtype = DTYPES[args.dtype]
-    data, images = load_data(args.validation, args.device, dtype)
+    data, images = load_data(args.validation, args.device, DTYPES[args.dtype])
     print(
         f"Fast & Deep, 16x16 MNIST: 256-128-10, {len(data.train[0])} train / "
         f"{len(data.validation[0])} validation / {len(data.test[0])} test digits, "
         f"{config.epochs} epochs, batch {config.batch_size}, seed {args.seed}, {args.dtype} "
         f"on {args.device}"
     )
-    run = train(
-        config,
-        data,
-        seed=args.seed,
-        device=args.device,
-        dtype=dtype,
-        progress=not args.no_progress,
-        eval_every=args.eval_every,
-    )
-    last = run.history[-1]
+    run = train_from_args(config, data, args)
     print(
-        json.dumps(
-            {
-                "test_accuracy": round(run.test_accuracy, 2),
-                "validation_accuracy": round(last["validation_accuracy"], 2),
-                "test_loss": round(run.test_loss, 4),
-                "epochs": config.epochs,
-                "bump_batches": run.bumps,
-                "clipped_updates": run.clipped,
-                "train_seconds": round(run.train_seconds, 1),
-                "total_seconds": round(run.total_seconds, 1),
-            }
+        summary(
+            run,
+            epochs=config.epochs,
+            bump_batches=run.bumps,
+            clipped_updates=run.clipped,
         )
     )
     print(f"test accuracy: {run.test_accuracy:.2f} % on {len(data.test[0])} test digits")

@@ -21,11 +21,20 @@ points crossed), the training curves, the output spike times per class, and spik
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
-from _fast_and_deep import DTYPES, Data, Run, parser, raster, train
+from _fast_and_deep import (
+    DTYPES,
+    Data,
+    Run,
+    layer_times,
+    parser,
+    pyplot,
+    raster,
+    save_figure,
+    summary,
+    train_from_args,
+    training_curves,
+)
 
 from plasticity_plugins.data.yinyang import CLASS_NAMES, load_yinyang
 from plasticity_plugins.rules.fast_and_deep import FastAndDeep, predict
@@ -45,25 +54,19 @@ def load_data(config: FastAndDeep, device: str = "cpu", dtype: torch.dtype = tor
 
 def plot(run: Run, data: Data, path: str) -> None:
     """The figure described in the module docstring."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
+    from matplotlib.colors import ListedColormap, to_rgba
 
     net, config = run.net, run.config
     dtype = net.layers[0].weight.dtype
     device = net.layers[0].weight.device
     times, labels = data.test
-    with torch.no_grad():
-        chunks = [net.forward_all(chunk) for chunk in times.split(250)]
-    hidden, out = (torch.cat(layer) for layer in zip(*chunks, strict=True))
+    hidden, out = layer_times(net, times)
     predicted = predict(out).cpu()
     labels = labels.cpu()
     values = (times.cpu().double() - config.early) / (config.late - config.early)
     x, y = values[:, 0].numpy(), values[:, 1].numpy()
 
-    fig = plt.figure(figsize=(15, 9.5))
+    fig = pyplot().figure(figsize=(15, 9.5))
     spec = fig.add_gridspec(2, 3, height_ratios=(1.0, 1.15), hspace=0.3, wspace=0.42)
 
     # (a) decision regions on a grid over the disc, test points by predicted class
@@ -82,7 +85,7 @@ def plot(run: Run, data: Data, path: str) -> None:
         region.reshape(n, n).numpy(),
         origin="lower",
         extent=(0, 1, 0, 1),
-        cmap=ListedColormap([matplotlib.colors.to_rgba(c, 0.25) for c in COLORS]),
+        cmap=ListedColormap([to_rgba(c, 0.25) for c in COLORS]),
         vmin=-0.5,
         vmax=2.5,
         interpolation="nearest",
@@ -106,19 +109,11 @@ def plot(run: Run, data: Data, path: str) -> None:
 
     # (b) training curves
     ax = fig.add_subplot(spec[0, 1])
-    epochs = [h["epoch"] for h in run.history]
-    ax.plot(
-        epochs, [h["train_accuracy"] for h in run.history], marker=".", label="train (during epoch)"
-    )
-    ax.plot(epochs, [h["validation_accuracy"] for h in run.history], marker=".", label="validation")
-    ax.axhline(95.9, color="0.5", ls="--", lw=0.8, label="published test 95.9 %")
-    lowest = min(min(h["train_accuracy"], h["validation_accuracy"]) for h in run.history)
-    ax.set_ylim(max(0.0, lowest - 2), 100)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy [%]")
-    ax.legend(fontsize=7, loc="lower right")
+    training_curves(ax, run, "train (during epoch)", reference=(95.9, "published test 95.9 %"))
     twin = ax.twinx()
-    twin.plot(epochs, [h["bumps"] for h in run.history], color="0.6", lw=0.6)
+    twin.plot(
+        [h["epoch"] for h in run.history], [h["bumps"] for h in run.history], color="0.6", lw=0.6
+    )
     twin.set_ylabel("weight-bump batches per epoch (grey)", fontsize=7, color="0.4")
     ax.set_title(f"seed {run.seed}, {config.epochs} epochs, {run.train_seconds:.0f} s", fontsize=9)
 
@@ -158,9 +153,7 @@ def plot(run: Run, data: Data, path: str) -> None:
             title=f"test sample {index}: true {CLASS_NAMES[c]}, "
             f"predicted {CLASS_NAMES[int(predicted[index])] if predicted[index] >= 0 else '-'}",
         )
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> Run:
@@ -171,33 +164,13 @@ def main(argv: list[str] | None = None) -> Run:
     )
     config = FastAndDeep.published("yinyang", epochs=args.epochs)
     torch.set_num_threads(args.threads)
-    dtype = DTYPES[args.dtype]
-    data = load_data(config, args.device, dtype)
+    data = load_data(config, args.device, DTYPES[args.dtype])
     print(
         f"Fast & Deep, Yin-Yang: 4(+1)-120(+1)-3, {config.epochs} epochs, batch "
         f"{config.batch_size}, seed {args.seed}, {args.dtype} on {args.device}"
     )
-    run = train(
-        config,
-        data,
-        seed=args.seed,
-        device=args.device,
-        dtype=dtype,
-        progress=not args.no_progress,
-        eval_every=args.eval_every,
-    )
-    last = run.history[-1]
-    print(
-        json.dumps(
-            {
-                "test_accuracy": round(run.test_accuracy, 2),
-                "validation_accuracy": round(last["validation_accuracy"], 2),
-                "test_loss": round(run.test_loss, 4),
-                "train_seconds": round(run.train_seconds, 1),
-                "total_seconds": round(run.total_seconds, 1),
-            }
-        )
-    )
+    run = train_from_args(config, data, args)
+    print(summary(run))
     print(f"test accuracy: {run.test_accuracy:.2f} % (published: 95.9 +- 0.7 %)")
     if args.out:
         plot(run, data, args.out)

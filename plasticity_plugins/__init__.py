@@ -19,6 +19,7 @@ from .errors import (
     UnsupportedFrameworkVersionError,
     UnsupportedModuleError,
 )
+from .nir import export_nir
 
 __version__ = "0.1.0"
 
@@ -33,5 +34,6 @@ __all__ = [
     "UnsupportedModuleError",
     "__version__",
     "attach",
+    "export_nir",
     "is_attached",
 ]

@@ -3,37 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from script_runner import ROOT, import_script
+from script_runner import run_script as run
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "--epochs", "1", "--train-size", "100", "--test-size", "50", "--steps", "4",
     "--batch-size", "50", "--hidden", "32", "--no-progress",
 ]  # fmt: skip
 ROW = r"^{}\s+(\d+\.\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)"
-
-
-def run(script: str, *args: str, timeout: float = 240) -> str:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    done = subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done.stdout
 
 
 @pytest.mark.parametrize("framework", ["snntorch", "spikingjelly", "norse"])
@@ -53,7 +34,7 @@ def test_example_runs_and_prints_the_three_methods(framework):
 def test_examples_share_one_training_driver():
     """The loops are shown per framework; data, timing and the driver exist once."""
     common = (ROOT / "examples" / "_common.py").read_text()
-    assert "def run_method(" in common and "class PeakMemory" in common
+    assert "def run_method(" in common and "PeakMemory" in common
     for framework in ("snntorch", "spikingjelly", "norse"):
         source = (ROOT / "examples" / f"swap_bptt_{framework}.py").read_text()
         for function in ("train_bptt", "train_stllr", "train_decolle", "spike_counts"):
@@ -61,18 +42,10 @@ def test_examples_share_one_training_driver():
         assert "poisson_rate" not in source and "PeakMemory" not in source
 
 
-def _benchmark(name: str):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-
-
 def test_online_memory_workers_and_report(capsys):
     pytest.importorskip("snntorch")
     pytest.importorskip("mlxtend")
-    bench = _benchmark("online_memory")
+    bench = import_script("benchmarks", "online_memory")
     bench.time_worker("snntorch", ["bptt", "stllr", "decolle"], 3, 1)
     timing = json.loads(capsys.readouterr().out.split("RESULT ", 1)[1])
     rows = {}
@@ -91,7 +64,7 @@ def test_online_memory_workers_and_report(capsys):
 def test_local_accuracy_is_incremental_and_resumable(tmp_path, capsys):
     pytest.importorskip("snntorch")
     pytest.importorskip("mlxtend")
-    bench = _benchmark("local_accuracy")
+    bench = import_script("benchmarks", "local_accuracy")
     args = argparse.Namespace(
         frameworks=["snntorch"], methods=["bptt", "decolle"], seeds=[0], epochs=1, steps=3,
         train_size=100, test_size=50, out=tmp_path / "acc.json",

@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(script: str, *args: str, timeout: float = 240) -> str:
-    """Run ``script`` with ``args`` in a subprocess (1 thread); return its stdout."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    done = subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done.stdout
+from script_runner import ROOT
+from script_runner import run_script as run
 
 
 # One framework per example in the default run keeps the suite short; the rest are `slow`.
