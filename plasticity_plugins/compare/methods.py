@@ -11,11 +11,12 @@ Each method trains the same network (:mod:`.frameworks`) on one batch of spike s
 * ``decolle``: :class:`~plasticity_plugins.rules.DECOLLE` attached to every layer,
   ``handle.backward(target=y)`` per call;
 * ``stdp``: unsupervised pair STDP (:class:`~plasticity_plugins.rules.STDP`, soft bounds) on a
-  network without the output layer, applied with ``SGD(lr=1)`` once per batch. Plain pair STDP
-  has no competition, so its features stay close to the random ones it starts from: the
-  comparison also reports the probe's accuracy on the untrained network ("probe before
-  learning") for reference. The Diehl & Cook network, where competition makes STDP learn
-  digit prototypes, has its own example.
+  network without the output layer, applied with ``SGD(lr=1)`` once per batch (the soft-bound
+  factors ``w_max - w``, ``w - w_min`` carry the framework's weight units, so the update is in
+  them too). Plain pair STDP has no competition: its features drift from the random ones it
+  starts from, and the learning curve's first point (the probe on the untrained network) shows
+  whether that helped. The Diehl & Cook network, where competition makes STDP learn digit
+  prototypes, has its own example.
 
 Accuracy: the argmax of the output spike counts over the test sequence (BPTT, S-TLLR); for
 DECOLLE the majority vote of the hidden layer's fixed random readout (its classifier in the
@@ -44,7 +45,9 @@ class Method:
             ``handle.backward``), ``"unsupervised"`` (a Hebbian rule, scored by a probe).
         description: one line for ``plasticity-plugins list``.
         accuracy: how the method's accuracy is defined (stated in every output).
-        make_rule: ``make_rule(num_classes)``: the rule attached (None for BPTT).
+        make_rule: ``make_rule(num_classes, weight_scale)``: the rule attached (None for
+            BPTT), with any weight bounds in the framework's weight units (``weight_scale``:
+            :attr:`.frameworks.FrameworkKit.weight_scale`).
         init_scale: unsupervised methods: the hidden weights start uniform in
             ``[-init_scale, init_scale]`` (in snnTorch units) with zero bias, so that the
             hidden layer fires at the start (torch's default initialisation leaves the
@@ -56,7 +59,7 @@ class Method:
     kind: MethodKind
     description: str
     accuracy: str
-    make_rule: Callable[[int], LocalRule] | None = None
+    make_rule: Callable[[int, float], LocalRule] | None = None
     init_scale: float | None = None
 
 
@@ -78,7 +81,7 @@ METHODS: dict[str, Method] = {
             "online",
             "S-TLLR eligibility traces x per-step BP error (Apolinario & Roy), every layer",
             OUTPUT_VOTE,
-            lambda num_classes: STLLR.published("layer"),
+            lambda num_classes, scale: STLLR.published("layer"),
         ),
         Method(
             "stllr-dfa",
@@ -86,7 +89,7 @@ METHODS: dict[str, Method] = {
             "online",
             "S-TLLR with direct feedback alignment: fixed random feedback of the output error",
             OUTPUT_VOTE,
-            lambda num_classes: STLLR.published("layer", signal="dfa"),
+            lambda num_classes, scale: STLLR.published("layer", signal="dfa"),
         ),
         Method(
             "decolle",
@@ -94,7 +97,9 @@ METHODS: dict[str, Method] = {
             "online",
             "DECOLLE: per-layer local losses through fixed random readouts (Kaiser et al.)",
             "majority vote over time of the hidden layer's fixed random readout",
-            lambda num_classes: DECOLLE(num_classes=num_classes, readout_scale=0.5, dropout=0.5),
+            lambda num_classes, scale: DECOLLE(
+                num_classes=num_classes, readout_scale=0.5, dropout=0.5
+            ),
         ),
         Method(
             "stdp",
@@ -102,14 +107,14 @@ METHODS: dict[str, Method] = {
             "unsupervised",
             "unsupervised pair STDP with soft bounds on the hidden layer (no output layer)",
             "linear probe (ridge regression) on the hidden layer's spike counts",
-            lambda num_classes: STDP(
+            lambda num_classes, scale: STDP(
                 a_plus=1e-4,
                 a_minus=1.05e-4,
                 tau_pre=5.0,
                 tau_post=5.0,
                 weight_dependence="soft",
-                w_min=-0.4,
-                w_max=0.4,
+                w_min=-0.4 * scale,
+                w_max=0.4 * scale,
             ),
             init_scale=0.2,
         ),

@@ -208,8 +208,13 @@ def plot(results: Sequence[RunResult], out_dir: Path, title: str) -> list[Path]:
         ax.set_xticks(range(len(rules)), [labels[rule] for rule in rules], fontsize=8)
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
+    finite = [r.accuracy for r in done if math.isfinite(r.accuracy)]
+    if finite:  # the differences between methods, not the distance from 0, are of interest
+        axes[0].set_ylim(max(0.0, min(finite) - 10.0), min(100.0, max(finite) + 3.0))
+    fig.legend(
+        *axes[0].get_legend_handles_labels(), loc="upper right", ncol=len(frameworks), fontsize=8
+    )
+    fig.suptitle(title, fontsize=9, x=0.02, ha="left")
     fig.tight_layout()
     paths.append(out_dir / "summary.png")
     fig.savefig(paths[-1], dpi=120)

@@ -9,7 +9,8 @@ keeps what finished.
 Measured per run:
 
 * accuracy (percent, test set), defined per method (:mod:`.methods`), and a learning curve:
-  the test accuracy after each fraction ``1 / evals_per_epoch`` of an epoch;
+  the test accuracy before training and after each fraction ``1 / evals_per_epoch`` of an
+  epoch;
 * ms per time step: the wall time of the training steps alone (encoding and evaluation
   excluded) over the number of time steps trained (batches x T), the first batch left out (it
   pays one-time costs: TorchScript compilation, CUDA initialisation);
@@ -268,7 +269,7 @@ class Comparison:
         net = kit.build(sizes, self.device)
         handle = None
         if method.make_rule is not None:
-            rule = method.make_rule(self.dataset.num_classes)
+            rule = method.make_rule(self.dataset.num_classes, kit.weight_scale)
             if method.kind == "unsupervised":
                 assert method.init_scale is not None
                 synapse = next(m for m in net.modules() if isinstance(m, nn.Linear))
@@ -277,9 +278,7 @@ class Comparison:
                     synapse.weight.mul_(kit.weight_scale)
                     if synapse.bias is not None:
                         synapse.bias.zero_()
-                optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                    net.parameters(), lr=kit.weight_scale
-                )
+                optimizer: torch.optim.Optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
                 handle = attach(net, rule, optimizer=optimizer)
                 return _Run(method, kit, net, handle, optimizer)
             handle = attach(net, rule)
@@ -315,11 +314,7 @@ class Comparison:
             self.progress,
             f"{method.label} / {kit.name}",
         )
-        before: dict[str, float] = {}
-        if method.kind == "unsupervised":
-            assert run.handle is not None
-            with run.handle.paused():
-                before["probe before learning"] = self.evaluate(run)[0]
+        result.curve.append((0.0, self.evaluate(run)[0]))  # nothing learns while evaluating
         try:
             for epoch in range(config.epochs):
                 for number, index in enumerate(_batches(n_train, config.batch_size, generator)):
@@ -341,7 +336,7 @@ class Comparison:
             if run.handle is not None:
                 run.handle.detach()
         result.accuracy = result.curve[-1][1]
-        result.details = {**before, **details}
+        result.details = details
         result.ms_per_step = 1e3 * spent / steps_trained if steps_trained else math.nan
         result.train_seconds = spent
         result.peak_mib, result.memory_exact = peak, exact
