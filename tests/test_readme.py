@@ -63,7 +63,7 @@ def test_every_python_block_runs(line, code):
 
 
 def test_every_rule_and_framework_has_a_snippet():
-    rules = README[README.index("\n## Rules\n") : README.index("\n## Layout\n")]
+    rules = README[README.index("\n## Rules\n") : README.index("\n## Compare rules")]
     code = "\n".join(c for _, _, c in BLOCKS if c in rules)
     for used in (
         "STDP(",
