@@ -26,10 +26,13 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from plasticity_plugins.errors import StateError
 
 ResetKind = Literal["zero", "subtract", "none"]
 
@@ -146,9 +149,11 @@ class NeuronAdapter(abc.ABC):
     :class:`~plasticity_plugins.errors.UnsupportedModuleError` with what is supported) and
     implement the abstract methods.
 
-    Lifecycle: ``install(on_step)`` registers hooks on the module; after every forward call of
-    the module ``on_step(observation)`` is called; ``uninstall()`` removes every hook and restores
-    whatever the adapter changed (threshold, ...), leaving the module as it was.
+    Lifecycle: ``install(on_step)`` registers the subclass's ``_pre_hook`` (a forward pre-hook
+    with keyword arguments) and ``_post_hook`` (a forward hook that also runs when the forward
+    raises); after every forward call of the module ``on_step(observation)`` is called;
+    ``uninstall()`` removes both hooks and calls ``_after_uninstall()``, which restores whatever
+    the adapter changed (threshold, ...), leaving the module as it was.
     """
 
     framework: ClassVar[str]
@@ -159,6 +164,9 @@ class NeuronAdapter(abc.ABC):
         self.detach_state = False
         self.threshold_offset: Tensor | None = None
         self.spike_mask: Tensor | None = None
+        self._handles: list[RemovableHandle] = []
+        self._on_step: Callable[[NeuronObservation], None] | None = None
+        self._spec_cache: tuple[NeuronSpec, tuple[Any, ...], tuple[int, ...]] | None = None
 
     @classmethod
     def handles(cls, module: nn.Module) -> bool:
@@ -184,13 +192,58 @@ class NeuronAdapter(abc.ABC):
     def multistep(self) -> bool:
         """True when one forward call processes a whole ``[T, B, ...]`` sequence."""
 
-    @abc.abstractmethod
-    def install(self, on_step: Callable[[NeuronObservation], None]) -> None:
-        """Register the hooks; ``on_step`` is called after every forward call."""
+    def _cached_spec(self, sources: tuple[Any, ...], build: Callable[[], NeuronSpec]) -> NeuronSpec:
+        """``build()``, rebuilt only when one of ``sources`` (the values the spec is read from)
+        changed: another object, or a tensor modified in place (its version counter moved).
 
-    @abc.abstractmethod
+        Specs are read at every step; building one converts tensors to floats.
+        """
+        versions = tuple(v._version if isinstance(v, Tensor) else -1 for v in sources)
+        cache = self._spec_cache
+        if (
+            cache is not None
+            and cache[2] == versions
+            and len(cache[1]) == len(sources)
+            and all(a is b for a, b in zip(cache[1], sources, strict=True))
+        ):
+            return cache[0]
+        spec = build()
+        self._spec_cache = (spec, sources, versions)
+        return spec
+
+    def install(self, on_step: Callable[[NeuronObservation], None]) -> None:
+        """Register the pre-hook and the forward hook; ``on_step`` runs after every call."""
+        if self._handles:
+            raise StateError(f"{self.describe()}: the adapter is already installed")
+        self._on_step = on_step
+        self._handles = [
+            self.module.register_forward_pre_hook(self._pre_hook, with_kwargs=True),
+            self.module.register_forward_hook(self._post_hook, always_call=True),
+        ]
+
     def uninstall(self) -> None:
-        """Remove every hook and restore everything the adapter changed."""
+        """Remove both hooks and restore everything the adapter changed."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._on_step = None
+        self._after_uninstall()
+
+    def _after_uninstall(self) -> None:
+        """Restore what the adapter changed on the module (nothing by default)."""
+        return None
+
+    def _pre_hook(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        """Forward pre-hook (``with_kwargs=True``) that :meth:`install` registers: may return
+        replaced arguments. Adapters that use the default :meth:`install` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} implements no _pre_hook")
+
+    def _post_hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+        """Forward hook (``always_call=True``; ``output`` is None when the forward raised) that
+        :meth:`install` registers: calls ``on_step`` and may return a replaced output."""
+        raise NotImplementedError(f"{type(self).__name__} implements no _post_hook")
 
     @abc.abstractmethod
     def reset(self) -> None:

@@ -50,7 +50,6 @@ from torch import Tensor, nn
 
 from plasticity_plugins.errors import (
     InputError,
-    StateError,
     UnsupportedModuleError,
     check_version,
     require_framework,
@@ -180,6 +179,10 @@ def _scalar(value: Any) -> float | None:
     return None
 
 
+#: The parameters a Norse spec is read from (a tensor among them may change in place).
+_SPEC_FIELDS = ("tau_mem_inv", "tau_syn_inv", "v_th", "v_reset", "v_leak", "reset_method")
+
+
 def _value(value: Any) -> float:
     """``float`` of a parameter already validated to be a scalar."""
     out = _scalar(value)
@@ -246,8 +249,6 @@ class _NorseAdapter(NeuronAdapter):
             )
         self._model = _MODELS[type(self._cell)]
         self._validate()
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._on_step: Callable[[NeuronObservation], None] | None = None
         self._call: _Call | None = None
         self._saved_p: Any = None
         self._last: Any = None
@@ -345,6 +346,11 @@ class _NorseAdapter(NeuronAdapter):
     def spec(self) -> NeuronSpec:
         """Norse's forward-Euler step as a :class:`NeuronSpec` (see the module docstring)."""
         p, dt = self._cell.p, self._cell.dt
+        fields = tuple(getattr(p, name, None) for name in _SPEC_FIELDS)
+        return self._cached_spec((p, dt, *fields), self._build_spec)
+
+    def _build_spec(self) -> NeuronSpec:
+        p, dt = self._cell.p, self._cell.dt
         # The same arithmetic (and so the same rounding) as Norse's ``dt * p.tau_mem_inv``.
         gain = _value(dt * p.tau_mem_inv)
         reset: ResetKind = (
@@ -393,22 +399,8 @@ class _NorseAdapter(NeuronAdapter):
         return surrogate_by_autograd(lambda c: threshold(c, method, alpha), centred)
 
     # ---- hooks -----------------------------------------------------------------------------
-    def install(self, on_step: Callable[[NeuronObservation], None]) -> None:
-        """Register a forward pre-hook and an always-called forward hook on the module."""
-        if self._handles:
-            raise StateError(f"{self.describe()}: the adapter is already installed")
-        self._on_step = on_step
-        self._handles = [
-            self.module.register_forward_pre_hook(self._pre_hook, with_kwargs=True),
-            self.module.register_forward_hook(self._post_hook, always_call=True),
-        ]
-
-    def uninstall(self) -> None:
-        """Remove the hooks; the parameter tuple ``p`` is the original object again."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        self._on_step = None
+    def _after_uninstall(self) -> None:
+        """The parameter tuple ``p`` is the original object again."""
         self._call = None
         if self._saved_p is not None:
             self._cell.p = self._saved_p

@@ -33,7 +33,6 @@ from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
-from torch.utils.hooks import RemovableHandle
 
 from plasticity_plugins.errors import (
     StateError,
@@ -66,7 +65,7 @@ _ClosedForm = Callable[[dict[str, Any], Tensor], Tensor]
 
 
 def _fast_sigmoid(p: dict[str, Any], x: Tensor) -> Tensor:
-    return 1.0 / (p["slope"] * x.abs() + 1.0) ** 2
+    return torch.reciprocal((p["slope"] * x.abs() + 1.0) ** 2)
 
 
 def _atan(p: dict[str, Any], x: Tensor) -> Tensor:
@@ -245,8 +244,6 @@ class _SnnTorchAdapter(NeuronAdapter):
     def __init__(self, module: nn.Module) -> None:
         super().__init__(module)
         self._validate()
-        self._handles: list[RemovableHandle] = []
-        self._on_step: Callable[[NeuronObservation], None] | None = None
         self._prev_threshold: Tensor | None = None
         self._next_threshold: Tensor | None = None
         self._state_function: Callable[..., Any] | None = None
@@ -345,6 +342,11 @@ class _SnnTorchAdapter(NeuronAdapter):
     @property
     def spec(self) -> NeuronSpec:
         """The neuron's spec, read from the module's current values (learnable ones included)."""
+        m = self.module
+        sources = tuple(getattr(m, name) for name in self._scalar_names if name != "threshold")
+        return self._cached_spec((_base_threshold(m), *sources), self._build_spec)
+
+    def _build_spec(self) -> NeuronSpec:
         mem_decay, input_gain, syn_decay = self._dynamics()
         return NeuronSpec(
             framework="snntorch",
@@ -373,22 +375,9 @@ class _SnnTorchAdapter(NeuronAdapter):
 
     # ---------------------------------------------------------------- hooks
 
-    def install(self, on_step: Callable[[NeuronObservation], None]) -> None:
-        """Register the pre-hook and the forward hook; ``on_step`` runs after every call."""
-        if self._handles:
-            raise StateError(f"{self.describe()}: the adapter is already installed")
-        self._on_step = on_step
-        self._handles = [
-            self.module.register_forward_pre_hook(self._pre_hook, with_kwargs=True),
-            self.module.register_forward_hook(self._post_hook, always_call=True),
-        ]
-
-    def uninstall(self) -> None:
-        """Remove both hooks; the module's attributes are already as they were between calls."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        self._on_step = None
+    def _after_uninstall(self) -> None:
+        """The module's attributes are already as they were between calls; undo a call that
+        never reached the forward hook."""
         self._end_call()
 
     def _incoming_mem(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -423,6 +412,8 @@ class _SnnTorchAdapter(NeuronAdapter):
             if value.requires_grad:
                 setattr(module, name, value.detach())
         names = self._state_names
+        if len(args) <= 1 and not kwargs:
+            return None  # init_hidden=True: the state lives in the attributes detached above
         new_args = tuple(
             a.detach() if i > 0 and isinstance(a, Tensor) else a for i, a in enumerate(args)
         )

@@ -167,8 +167,6 @@ class SpikingJellyNeuronAdapter(NeuronAdapter):
                 f"it supports exactly: {supported} (subclasses are not supported)."
             )
         self._validate()
-        self._handles: list[Any] = []
-        self._on_step: Callable[[NeuronObservation], None] | None = None
         self._call: _Call | None = None
         self._swapped: tuple[Any, nn.Module] | None = None
         self._membrane_read = False  # a rule read u in step mode "m": keep v_seq from then on
@@ -263,28 +261,14 @@ class SpikingJellyNeuronAdapter(NeuronAdapter):
         """True in step mode ``"m"`` (input ``[T, B, ...]``)."""
         return bool(self.module.step_mode == "m")
 
-    def install(self, on_step: Callable[[NeuronObservation], None]) -> None:
-        """Register a forward pre-hook (captures the state) and a forward hook (observes)."""
-        if self._handles:
-            raise RuntimeError(f"{self.describe()}: adapter already installed")
-        self._on_step = on_step
-        self._handles = [
-            self.module.register_forward_pre_hook(self._pre_hook, with_kwargs=True),
-            self.module.register_forward_hook(self._post_hook, always_call=True),
-        ]
-
-    def uninstall(self) -> None:
-        """Remove the hooks; restore the float threshold, the surrogate and ``store_v_seq``."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+    def _after_uninstall(self) -> None:
+        """Restore the float threshold, the surrogate and ``store_v_seq``."""
         self._restore()
         if self._enabled_v_seq:
             m: Any = self.module
             m.store_v_seq = False
             self._enabled_v_seq = False
         self._membrane_read = False
-        self._on_step = None
         self._call = None
 
     def reset(self) -> None:

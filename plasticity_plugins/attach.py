@@ -4,8 +4,13 @@
 model, wraps each neuron in its framework's adapter and registers forward hooks. From then on,
 every forward call of a neuron hands the rule a :class:`~plasticity_plugins.rules.PairView`
 (pre-synaptic input, spikes, membrane, surrogate derivative) and the rule writes its update into
-``param.grad``. The model's classes, parameters and outputs are untouched; ``handle.detach()``
-removes every hook and gives back the model exactly as it was.
+``param.grad``. The model's classes, parameters and output values are untouched;
+``handle.detach()`` removes every hook and gives back the model exactly as it was.
+
+Gradient rules (S-TLLR, DECOLLE) own their synapses' gradients, so with gradients enabled a
+plastic synapse runs without recording an autograd graph, and its neuron's spikes are returned
+as a fresh leaf tensor (same values) from which ``handle.backward`` takes ``dLoss/ds`` within the
+step; a ``loss.backward()`` reaching such a leaf raises a clear error.
 
 Pair discovery follows the order in which modules are CALLED: with ``example_input`` one forward
 pass is traced (in eval mode, without gradients, with the RNG and the neuron states restored
@@ -23,7 +28,7 @@ import contextlib
 import fnmatch
 import math
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,6 +164,13 @@ class _Pair:
     input_in_graph: Tensor | None = None
     #: Gradient rules: the view of the latest forward call, consumed by backward().
     view: PairView | None = None
+    #: Gradient rules: grad mode was switched off for the synapse's call (restored after it).
+    graph_cut: bool = False
+
+    def __post_init__(self) -> None:
+        self.rank = _feature_rank(self.synapse)
+        self.gradient = isinstance(self.rule, GradientRule)
+        self.multistep = self.adapter.multistep
 
     @property
     def name(self) -> str:
@@ -286,10 +298,30 @@ class AttachHandle:
         self._steps_done = dict.fromkeys(self._by_neuron, 0)
         self._total_steps: int | None = None
         self._live_spikes: dict[str, Tensor] = {}
+        #: Neurons whose synapse ran without an autograd graph in the current call.
+        self._cut: set[str] = set()
+        #: The latest output of each neuron with a gradient rule and no spike mask: 0/1 spikes,
+        #: finite, so a synapse fed with one skips the NaN check (cleared by backward / reset).
+        self._spike_outputs: dict[str, Tensor] = {}
+        #: > 0 while handle.backward runs autograd (the spike leaves' hooks then stay quiet).
+        self._in_backward = 0
+        self._gradient_pairs = [p for p in pairs if p.gradient]
+        self._signals = {p.rule.signal for p in self._gradient_pairs}  # type: ignore[attr-defined]
+        self._owned = {
+            id(param)
+            for p in self._gradient_pairs
+            for param in (p.synapse.weight, getattr(p.synapse, "bias", None))
+            if isinstance(param, Tensor)
+        }
+        self._owned |= {
+            id(param) for p in self._gradient_pairs for param in p.adapter.module.parameters()
+        }
         for pair in pairs:
             self._hooks.append(pair.synapse.register_forward_pre_hook(self._synapse_pre_hook(pair)))
-            if pair.route.needs_record:
-                self._hooks.append(pair.synapse.register_forward_hook(self._synapse_hook(pair)))
+            if pair.route.needs_record or pair.gradient:
+                self._hooks.append(
+                    pair.synapse.register_forward_hook(self._synapse_hook(pair), always_call=True)
+                )
         for name, adapter in adapters.items():
             adapter.detach_state = any(p.rule.detach_neuron_state for p in self._by_neuron[name])
             adapter.install(self._neuron_callback(name))
@@ -321,8 +353,12 @@ class AttachHandle:
             raise AttachError("this handle was detached; attach the model again")
 
     def _synapse_pre_hook(self, pair: _Pair) -> Callable[..., tuple[Any, ...] | None]:
-        rank = _feature_rank(pair.synapse)
-        multistep = pair.adapter.multistep
+        rank = pair.rank
+        multistep = pair.multistep
+        accepted = (rank + 1, rank + 2) if multistep else (rank + 1,)
+        weight = pair.synapse.weight
+        bias = getattr(pair.synapse, "bias", None)
+        assert isinstance(weight, Tensor)
 
         def hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
             if self._paused:
@@ -330,7 +366,6 @@ class AttachHandle:
             x = args[0]
             if not isinstance(x, Tensor):
                 raise InputError(f"{pair.synapse_name}: expected a Tensor input, got {type(x)}")
-            accepted = (rank + 1, rank + 2) if multistep else (rank + 1,)
             if x.dim() not in accepted:
                 layout = "[T, B, *features] or [T*B, *features]" if multistep else "[B, *features]"
                 raise InputError(
@@ -339,33 +374,72 @@ class AttachHandle:
                     f"a {'multi' if multistep else 'single'}-step neuron needs {layout} with "
                     f"{rank} feature dimension(s), i.e. rank {' or '.join(map(str, accepted))}"
                 )
-            if not _all_finite(x):
-                raise InputError(
-                    f"{pair.synapse_name}: input of shape {tuple(x.shape)} contains NaN or inf; "
-                    "plastic synapses need finite inputs"
-                )
-            weight = pair.synapse.weight
             if x.dtype != weight.dtype or x.device != weight.device:
                 raise InputError(
                     f"{pair.synapse_name}: input is {x.dtype} on {x.device} but the weight is "
                     f"{weight.dtype} on {weight.device}; move the input to match the model"
                 )
+            # The spikes a neuron of this handle just produced are 0/1: no check needed.
+            finite = any(x is out for out in self._spike_outputs.values())
+            if not finite and not _all_finite(x):
+                raise InputError(
+                    f"{pair.synapse_name}: input of shape {tuple(x.shape)} contains NaN or inf; "
+                    "plastic synapses need finite inputs"
+                )
             pair.pending_input = x.detach()
-            if isinstance(pair.rule, GradientRule) and torch.is_grad_enabled():
+            if pair.gradient and torch.is_grad_enabled():
                 # Cut the graph here: layers meet only through the rule's own learning signal.
                 pair.input_in_graph = x if x.requires_grad else None
-                return (x.detach(), *args[1:])
+                if weight.requires_grad or (isinstance(bias, Tensor) and bias.requires_grad):
+                    # The rule owns the synapse's gradient: its call records no graph at all
+                    # (the synapse hook switches grad mode back on right after it), and the
+                    # neuron's spikes become a leaf of the step's graph (see _live_hook).
+                    torch.set_grad_enabled(False)
+                    pair.graph_cut = True
+                    self._cut.add(pair.neuron_name)
+                    return None
+                if x.requires_grad:
+                    return (x.detach(), *args[1:])
             return None
 
         return hook
 
-    def _live_hook(self, neuron_name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+    def _live_hook(self, neuron_name: str) -> Callable[..., Any]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
             if self._paused:
-                return
-            spikes = output if isinstance(output, Tensor) else output[0]
+                return None
+            single = isinstance(output, Tensor)
+            spikes = output if single else output[0]
+            replaced = None
             if spikes.requires_grad:
                 self._live_spikes[neuron_name] = spikes
+            elif neuron_name in self._cut and torch.is_grad_enabled():
+                # The synapse ran without a graph: the spikes start the step's graph as a leaf,
+                # from which handle.backward takes dLoss/ds.
+                spikes = spikes.detach().requires_grad_(True)
+                spikes.register_hook(self._refuse_leaf_backward(neuron_name))
+                self._live_spikes[neuron_name] = spikes
+                replaced = spikes if single else (spikes, *output[1:])
+            self._cut.discard(neuron_name)
+            if self._adapters[neuron_name].spike_mask is None:
+                self._spike_outputs[neuron_name] = spikes
+            else:
+                self._spike_outputs.pop(neuron_name, None)
+            return replaced
+
+        return hook
+
+    def _refuse_leaf_backward(self, neuron_name: str) -> Callable[[Tensor], None]:
+        def hook(grad: Tensor) -> None:
+            if self._in_backward:
+                return
+            rules = sorted({type(p.rule).__name__ for p in self._by_neuron[neuron_name]})
+            raise AttachError(
+                f"{', '.join(rules)} owns the weights feeding {neuron_name!r}, but autograd is "
+                "computing a gradient through its spikes (loss.backward() would not train "
+                "them, and across steps it would rebuild BPTT). Call handle.backward(loss) at "
+                "every step instead of loss.backward(), or detach the handle to train with BPTT."
+            )
 
         return hook
 
@@ -381,8 +455,11 @@ class AttachHandle:
         return hook
 
     def _synapse_hook(self, pair: _Pair) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
-            if not self._paused:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Tensor | None) -> None:
+            if pair.graph_cut:
+                pair.graph_cut = False
+                torch.set_grad_enabled(True)
+            if output is not None and not self._paused and pair.route.needs_record:
                 pair.route.record(output)
 
         return hook
@@ -417,7 +494,7 @@ class AttachHandle:
     ) -> None:
         spikes = observation.s
         steps, batch = spikes.shape[:2]
-        rank = _feature_rank(pair.synapse)
+        rank = pair.rank
         if x.dim() == rank + 1:
             if x.shape[0] != steps * batch:
                 raise InputError(
@@ -443,7 +520,7 @@ class AttachHandle:
             adapter=pair.adapter,
         )
         pair.rule.step(view, pair.state)
-        if isinstance(pair.rule, GradientRule):
+        if pair.gradient:
             pair.view = view
 
     @contextlib.contextmanager
@@ -479,6 +556,8 @@ class AttachHandle:
         self._steps_done = dict.fromkeys(self._steps_done, 0)
         self._total_steps = steps
         self._live_spikes.clear()
+        self._spike_outputs.clear()
+        self._cut.clear()
 
     def backward(self, loss: Tensor | None = None, *, target: Tensor | None = None) -> None:
         """Deliver this step's learning signal to the gradient rules (S-TLLR, DECOLLE).
@@ -496,7 +575,7 @@ class AttachHandle:
         ordinary autograd gradients of ``loss`` within the step.
         """
         self._check_attached()
-        pairs = [p for p in self._pairs if isinstance(p.rule, GradientRule)]
+        pairs = self._gradient_pairs
         if not pairs:
             raise AttachError("handle.backward() needs a gradient rule (STLLR, DECOLLE) attached")
         missing = [p.name for p in pairs if p.view is None]
@@ -505,7 +584,19 @@ class AttachHandle:
                 f"handle.backward() before a forward call of {missing} since the last "
                 "handle.reset() / backward(): run the model's forward for this step first"
             )
-        signals = {p.rule.signal for p in pairs if isinstance(p.rule, GradientRule)}
+        self._in_backward += 1
+        try:
+            self._backward(pairs, loss, target)
+        finally:
+            self._in_backward -= 1
+        for pair in pairs:
+            pair.view = None
+            pair.input_in_graph = None
+        self._live_spikes.clear()
+        self._spike_outputs.clear()
+
+    def _backward(self, pairs: list[_Pair], loss: Tensor | None, target: Tensor | None) -> None:
+        signals = self._signals
         deltas: dict[str, Tensor] = {}
         if signals & {"bp", "dfa"}:
             deltas = self._loss_deltas(loss, pairs)
@@ -536,10 +627,6 @@ class AttachHandle:
             passed_down = rule.learn(view, pair.state, delta)
             if passed_down is not None:
                 self._pass_down(pair, view, passed_down, deltas)
-        for pair in pairs:
-            pair.view = None
-            pair.input_in_graph = None
-        self._live_spikes.clear()
 
     def _as_sequence(self, neuron_name: str) -> Tensor:
         spikes = self._live_spikes[neuron_name]
@@ -557,14 +644,8 @@ class AttachHandle:
                 "handle.backward(loss): the loss does not require grad; compute it from the "
                 "model's output with gradients enabled (not under torch.no_grad())"
             )
-        names = [n for n in dict.fromkeys(p.neuron_name for p in pairs) if n in self._live_spikes]
-        owned = {
-            id(param)
-            for p in pairs
-            for param in (p.synapse.weight, getattr(p.synapse, "bias", None))
-            if isinstance(param, Tensor)
-        }
-        owned |= {id(param) for p in pairs for param in p.adapter.module.parameters()}
+        names = [n for n in self._live_spikes if n in self._by_neuron]
+        owned = self._owned
         others = [p for p in self.model.parameters() if p.requires_grad and id(p) not in owned]
         inputs = [self._live_spikes[n] for n in names] + others
         grads = torch.autograd.grad(loss, inputs, allow_unused=True, retain_graph=True)
@@ -584,13 +665,18 @@ class AttachHandle:
         source = pair.input_in_graph
         if source is None:
             return
-        upstream = [
-            n
-            for n in self._live_spikes
-            if n != pair.neuron_name and self._live_spikes[n] is not source
-        ] + [n for n in self._live_spikes if self._live_spikes[n] is source]
-        if not upstream:
-            return
+        live = self._live_spikes
+        # A leaf source that is a neuron's spikes (the usual case: spikes straight into the
+        # synapse): its gradient is the pulled-back signal itself, no autograd call needed.
+        direct = (
+            next((n for n in live if live[n] is source), None) if source.grad_fn is None else None
+        )
+        if direct is None:
+            upstream = [n for n in live if n != pair.neuron_name and live[n] is not source] + [
+                n for n in live if live[n] is source
+            ]
+            if not upstream:
+                return
         routed = view.to_synapse_output(signal)
         steps, batch = routed.shape[:2]
         weight = pair.synapse.weight
@@ -602,10 +688,14 @@ class AttachHandle:
             tuple(flat_input.shape),
             conv_geometry(pair.synapse),
         ).reshape(source.shape)
-        sources = [self._live_spikes[n] for n in upstream]
-        grads = torch.autograd.grad(
-            source, sources, grad_input, allow_unused=True, retain_graph=True
-        )
+        if direct is not None:
+            grads: Sequence[Tensor | None] = (grad_input,)
+            upstream = [direct]
+        else:
+            sources = [live[n] for n in upstream]
+            grads = torch.autograd.grad(
+                source, sources, grad_input, allow_unused=True, retain_graph=True
+            )
         for name, grad in zip(upstream, grads, strict=True):
             if grad is None:
                 continue

@@ -23,7 +23,7 @@ def decolle_surrogate(centred: Tensor) -> Tensor:
         >>> decolle_surrogate(torch.tensor([0.0, 0.1, -0.1]))
         tensor([1.0000, 0.2500, 0.2500])
     """
-    return 1.0 / (10.0 * centred.abs() + 1.0) ** 2
+    return torch.reciprocal((10.0 * centred.abs() + 1.0) ** 2)
 
 
 @dataclass(frozen=True)
@@ -108,43 +108,54 @@ class DECOLLE(GradientRule):
                 f"sequence's {tuple(membrane.shape)}; call handle.reset() between sequences"
             )
         synaptic = state.get("synaptic_eligibility")
-        filtered = []
-        for x_t in x:
-            synaptic, membrane = filtered_input_step(
-                synaptic,
-                membrane,
-                x_t,
-                mem_decay=spec.mem_decay,
-                syn_decay=spec.syn_decay,
-                mem_gain=spec.input_gain,
-            )
-            filtered.append(membrane)
+        if x.shape[0] == 1 and spec.syn_decay is None:  # one exponential, one step
+            drive = x[0] if spec.input_gain == 1.0 else x[0] * spec.input_gain
+            membrane = torch.add(drive, membrane, alpha=spec.mem_decay)
+            pending = membrane.unsqueeze(0)
+        else:
+            filtered = []
+            for x_t in x:
+                synaptic, membrane = filtered_input_step(
+                    synaptic,
+                    membrane,
+                    x_t,
+                    mem_decay=spec.mem_decay,
+                    syn_decay=spec.syn_decay,
+                    mem_gain=spec.input_gain,
+                )
+                filtered.append(membrane)
+            pending = torch.stack(filtered)
         state["eligibility"] = membrane
         if synaptic is not None:
             state["synaptic_eligibility"] = synaptic
-        state["pending_eligibility"] = torch.stack(filtered)
+        # Kept until learn() consumes them.
+        state["pending_eligibility"] = pending
         state["pending_psi"] = (
             view.neuron.psi
             if self.surrogate == "framework"
             else decolle_surrogate(view.neuron.u - spec.threshold)
         )
         spikes = view.neuron.s
-        counted = self._after_burn_in(view)
-        if counted.any():
-            scores = spikes[counted].flatten(2) @ self.readout(view, state, spikes).T
-            votes = F.one_hot(torch.sigmoid(scores).argmax(-1), self.num_classes).sum(0)
-            previous = state.get("votes")
-            state["votes"] = votes.to(spikes.dtype) + (0 if previous is None else previous)
+        start = self._first_counted(view)
+        if start < view.steps:
+            scores = spikes[start:].flatten(2) @ self.readout(view, state, spikes).T
+            winners = torch.sigmoid(scores).argmax(-1)  # [steps counted, B]
+            votes = state.get("votes")
+            if votes is None:
+                votes = spikes.new_zeros(spikes.shape[1], self.num_classes)
+                state["votes"] = votes
+            ones = torch.ones((), dtype=votes.dtype, device=votes.device).expand(winners.T.shape)
+            votes.scatter_add_(1, winners.T, ones)
 
-    def _after_burn_in(self, view: PairView) -> Tensor:
-        steps = torch.arange(view.first_step, view.first_step + view.steps)
-        return steps >= self.burn_in
+    def _first_counted(self, view: PairView) -> int:
+        """Index, within this call, of the first step after burn-in (``steps``: none)."""
+        return min(view.steps, max(0, self.burn_in - view.first_step))
 
     def readout(self, view: PairView, state: RuleState, like: Tensor) -> Tensor:
         """The pair's fixed readout ``G`` ``[num_classes, n_features]`` (created on first use)."""
         readout = state.get("readout")
-        n_features = math.prod(view.neuron.s.shape[2:])
         if readout is None:
+            n_features = math.prod(view.neuron.s.shape[2:])
             generator = torch.Generator().manual_seed(self.readout_seed + pair_seed(view.name))
             bound = self.readout_scale / math.sqrt(n_features)
             readout = (
@@ -154,41 +165,72 @@ class DECOLLE(GradientRule):
             state["readout"] = readout
         return readout
 
-    def local_delta(
-        self, view: PairView, state: RuleState, spikes: Tensor, target: Tensor
-    ) -> Tensor | None:
-        """``dL_l/ds`` of the local readout loss for this call's steps (None during burn-in)."""
-        steps, batch = spikes.shape[:2]
+    def _check_target(self, view: PairView, target: Tensor, batch: int) -> None:
         if target.shape != (batch,) or target.dtype not in (torch.int64, torch.int32):
             raise InputError(
                 f"DECOLLE on {view.name}: target must be integer class labels of shape "
                 f"({batch},), got {tuple(target.shape)} {target.dtype}"
             )
-        if target.min() < 0 or target.max() >= self.num_classes:
+
+    def _onehot(self, view: PairView, target: Tensor, like: Tensor) -> Tensor:
+        """``onehot(target)`` as ``like``'s dtype and device, after checking the labels.
+
+        The same labels usually arrive for every layer and every step: the last labels checked
+        and their one-hot are remembered, with the tensor's version counter (an in-place change
+        of the labels is seen).
+        """
+        cached = self.__dict__.get("_onehot_cache")
+        if (
+            cached is not None
+            and cached[0] is target
+            and cached[1] == target._version
+            and cached[2].dtype == like.dtype
+            and cached[2].device == like.device
+        ):
+            return cached[2]
+        low, high = torch.aminmax(target)
+        if low < 0 or high >= self.num_classes:
             raise InputError(
                 f"DECOLLE on {view.name}: labels must lie in [0, {self.num_classes - 1}], got "
-                f"[{target.min().item()}, {target.max().item()}]"
+                f"[{int(low)}, {int(high)}]"
             )
-        counted = self._after_burn_in(view)
-        if not counted.any():
+        onehot = F.one_hot(target.to(like.device).long(), self.num_classes).to(like.dtype)
+        object.__setattr__(self, "_onehot_cache", (target, target._version, onehot))
+        return onehot
+
+    def local_delta(
+        self, view: PairView, state: RuleState, spikes: Tensor, target: Tensor
+    ) -> Tensor | None:
+        """``dL_l/ds`` of the local readout loss for this call's steps (None during burn-in)."""
+        steps, batch = spikes.shape[:2]
+        self._check_target(view, target, batch)
+        onehot = self._onehot(view, target, spikes)
+        start = self._first_counted(view)
+        if start == steps:
             return None
         readout = self.readout(view, state, spikes)
-        onehot = F.one_hot(target.to(spikes.device).long(), self.num_classes).to(spikes.dtype)
-        flat = spikes.reshape(steps, batch, -1)[counted]
-        keep = torch.ones_like(flat)
+        flat = spikes.reshape(steps, batch, -1)[start:]
         if self.dropout > 0:
-            keep = (torch.rand_like(flat) >= self.dropout).to(flat.dtype) / (1 - self.dropout)
-        scores = (flat * keep) @ readout.T
+            keep = torch.rand_like(flat).ge_(self.dropout).div_(1 - self.dropout)
+            scores = (flat * keep) @ readout.T
+        else:
+            scores = flat @ readout.T
         # SmoothL1 (beta 1) averaged over batch and classes: its derivative is the clamped error.
-        error = (scores - onehot).clamp(-1.0, 1.0) / (batch * self.num_classes)
+        error = (scores - onehot).clamp_(-1.0, 1.0).div_(batch * self.num_classes)
+        back = error @ readout
+        if self.dropout > 0:
+            back.mul_(keep)
+        if start == 0:
+            return back.reshape(spikes.shape)
         delta = torch.zeros(steps, batch, flat.shape[-1], dtype=spikes.dtype, device=spikes.device)
-        delta[counted] = (error @ readout) * keep
+        delta[start:] = back
         return delta.reshape(spikes.shape)
 
     def learn(self, view: PairView, state: RuleState, delta: Tensor) -> Tensor | None:
-        """Add ``(delta * SG) (x) P`` to the weight grad and ``delta * SG`` to the bias grad."""
-        post = view.to_synapse_output(delta * state["pending_psi"])
-        eligibility = state["pending_eligibility"]
+        """Add ``(delta * SG) (x) P`` to the weight grad and ``delta * SG`` to the bias grad; the
+        call's eligibility is released afterwards."""
+        post = view.to_synapse_output(delta * state.pop("pending_psi"))
+        eligibility = state.pop("pending_eligibility")
         rows = post.shape[0] * post.shape[1]
         weight = view.synapse.weight
         assert isinstance(weight, Tensor)

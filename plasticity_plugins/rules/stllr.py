@@ -36,7 +36,7 @@ def stllr_surrogate(kind: PsiKind, centred: Tensor) -> Tensor:
         tensor([0.3000, 0.1500, 0.0000])
     """
     if kind == "linear":
-        return 1.0 / (100.0 * centred.abs() + 1.0) ** 2
+        return torch.reciprocal((100.0 * centred.abs() + 1.0) ** 2)
     if kind == "conv":
         return 0.3 * (1.0 - centred.abs()).clamp(min=0.0)
     if kind == "sigmoid":
@@ -156,12 +156,17 @@ class STLLR(GradientRule):
                 f"S-TLLR on {view.name}: input {tuple(x.shape[1:])} does not match the running "
                 f"sequence's {tuple(pre_trace.shape)}; call handle.reset() between sequences"
             )
-        pre_traces = trace_sequence(x, pre_trace, self.lambda_pre)
-        post_traces = trace_sequence(psi, post_trace, self.lambda_post)
-        post_before = torch.cat([post_trace.unsqueeze(0), post_traces[:-1]])
-        if self.paper_post_trace:
-            post_before = post_before * self.lambda_post
-        state["pre_trace"], state["post_trace"] = pre_traces[-1], post_traces[-1]
+        if x.shape[0] == 1:  # one step per call: the recursion itself, no sequence buffers
+            pre_now = torch.add(x[0], pre_trace, alpha=self.lambda_pre)
+            post_now = torch.add(psi[0], post_trace, alpha=self.lambda_post)
+            pre_traces, post_before = pre_now.unsqueeze(0), post_trace.unsqueeze(0)
+        else:
+            pre_traces = trace_sequence(x, pre_trace, self.lambda_pre)
+            post_traces = trace_sequence(psi, post_trace, self.lambda_post)
+            pre_now, post_now = pre_traces[-1], post_traces[-1]
+            post_before = torch.cat([post_trace.unsqueeze(0), post_traces[:-1]])
+        state["pre_trace"], state["post_trace"] = pre_now, post_now
+        # Kept until learn() consumes them (the paper's lambda_post factor is applied there).
         state["pending_pre_trace"] = pre_traces
         state["pending_post_before"] = post_before
         state["pending_psi"] = psi
@@ -185,38 +190,56 @@ class STLLR(GradientRule):
         return delta * keep.reshape(-1, *([1] * (delta.dim() - 1)))
 
     def learn(self, view: PairView, state: RuleState, delta: Tensor) -> Tensor | None:
-        """Accumulate ``delta (x) e`` into the weight's and ``delta * psi`` into the bias's grad."""
+        """Accumulate ``delta (x) e`` into the weight's and ``delta * psi`` into the bias's grad.
+
+        Two outer-product GEMMs (or weight-gradient convolutions) straight into the
+        accumulator, one per term of ``e`` (a term whose factor is 0 is skipped); the call's
+        eligibility factors are released afterwards.
+        """
+        delta = self._signal_mask(view, delta)
+        psi = state.pop("pending_psi")
+        pre_traces = state.pop("pending_pre_trace")
+        post_before = state.pop("pending_post_before")
         # The neuron scales its synaptic input by input_gain (Norse: dt * tau_mem_inv), so
         # du/dW = input_gain * x: the gain belongs to the post-synaptic factor.
-        delta = self._signal_mask(view, delta) * view.spec.input_gain
-        psi = state["pending_psi"]
-        causal = view.to_synapse_output(delta * psi)
-        noncausal = view.to_synapse_output(delta * state["pending_post_before"])
-        rows = causal.shape[0] * causal.shape[1]
-        post = torch.cat(
-            [
-                (causal * self.alpha_pre).reshape(rows, *causal.shape[2:]),
-                (noncausal * self.alpha_post).reshape(rows, *causal.shape[2:]),
-            ]
-        )
+        gain = view.spec.input_gain
+        signal = delta * psi
+        causal = view.to_synapse_output(signal)
+        steps, batch = causal.shape[:2]
+        rows = steps * batch
+        post_shape = (rows, *causal.shape[2:])
         x = view.x
-        pre = torch.cat(
-            [
-                state["pending_pre_trace"].reshape(rows, *x.shape[2:]),
-                x.reshape(rows, *x.shape[2:]),
-            ]
-        )
+        pre_shape = (rows, *x.shape[2:])
         weight = view.synapse.weight
         assert isinstance(weight, Tensor)
-        factor = view.sink.gradient_factor
-        outer_accumulate_(
-            view.sink.accumulator(weight), post, pre, factor, conv_geometry(view.synapse)
-        )
+        factor = view.sink.gradient_factor * gain
+        geometry = conv_geometry(view.synapse)
+        accumulator = view.sink.accumulator(weight)
+        if self.alpha_pre != 0.0:
+            outer_accumulate_(
+                accumulator,
+                causal.reshape(post_shape),
+                pre_traces.reshape(pre_shape),
+                factor * self.alpha_pre,
+                geometry,
+            )
+        if self.alpha_post != 0.0:
+            noncausal = view.to_synapse_output(delta * post_before)
+            alpha_post = self.alpha_post * (self.lambda_post if self.paper_post_trace else 1.0)
+            outer_accumulate_(
+                accumulator,
+                noncausal.reshape(post_shape),
+                x.reshape(pre_shape),
+                factor * alpha_post,
+                geometry,
+            )
         bias = getattr(view.synapse, "bias", None)
         if isinstance(bias, Tensor):
             reduce_dims = [0, 1, *range(3, causal.dim())]
             view.sink.accumulator(bias).add_(causal.sum(dim=reduce_dims), alpha=factor)
-        return delta * psi if self.signal == "bp" else None
+        if self.signal != "bp":
+            return None
+        return signal if gain == 1.0 else signal * gain
 
     def feedback_delta(self, view: PairView, state: RuleState, error: Tensor) -> Tensor:
         """DFA: ``delta = error B`` with ``B`` fixed, Kaiming uniform, ``[n_error, n_features]``."""
