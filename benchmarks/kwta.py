@@ -6,7 +6,7 @@ written per image (as SpykeTorch and the SpikingJelly replication call it): the 
 wins, ties by the larger potential at the first spike; each winner removes its feature map and
 the ``(2r + 1)^2`` window. Both are checked to pick the same winners, then timed.
 
-    python benchmarks/kwta.py [--batch 64] [--repeats 5] [--threads 1]
+    python benchmarks/kwta.py [--batch 64] [--repeats 20] [--threads 1]
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--radius", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

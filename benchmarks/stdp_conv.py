@@ -105,7 +105,7 @@ def main() -> None:
                 sj_net(x_t)
                 learner.step(on_grad=True)
 
-    rows["spikingjelly forward + STDPLearner"] = per_step_ms(sj_learner, slow, 1)
+    rows["spikingjelly forward + STDPLearner"] = per_step_ms(sj_learner, slow, args.repeats)
 
     from norse.torch.functional.stdp import STDPParameters, STDPState, stdp_step_conv2d
 

@@ -53,6 +53,32 @@ def test_k_winners_matches_loop_on_random_inputs(shape, k, radius):
         np.testing.assert_array_equal(got.numpy(), expected)
 
 
+def test_k_winners_matches_loop_on_odd_values_and_sparse_float32_inputs():
+    """The slow exact path: NaN / -inf times (did not spike), potentials <= 0, +-inf, features
+    whose earliest spikes are all inhibited; and the benchmark's float32 layout."""
+    g = torch.Generator().manual_seed(11)
+    for trial in range(60):
+        shape = (3, 5, 6, 6)
+        time = torch.randint(0, 4, shape, generator=g).double()
+        r = torch.rand(shape, generator=g)
+        time[r < 0.5] = math.inf
+        time[(r > 0.5) & (r < 0.55)] = -math.inf
+        time[(r > 0.55) & (r < 0.6)] = math.nan
+        potential = torch.randint(-1, 3, shape, generator=g).double()
+        q = torch.rand(shape, generator=g)
+        potential[q < 0.1] = -math.inf
+        potential[q > 0.9] = math.inf
+        got = k_winners(time, potential, 4, 1 + trial % 2)
+        expected = k_winners_reference(time.numpy(), potential.numpy(), 4, 1 + trial % 2)
+        np.testing.assert_array_equal(got.numpy(), expected)
+    time = torch.randint(0, 15, (4, 8, 12, 12), generator=g).float()
+    time[torch.rand(time.shape, generator=g) < 0.97] = math.inf
+    potential = torch.where(time.isfinite(), 15 + 5 * torch.rand(time.shape, generator=g), 0.0)
+    got = k_winners(time, potential, 5, 3)
+    expected = k_winners_reference(time.double().numpy(), potential.double().numpy(), 5, 3)
+    np.testing.assert_array_equal(got.numpy(), expected)
+
+
 @pytest.mark.parametrize("radius", [0, 1, 3])
 def test_k_winners_properties(radius):
     g = torch.Generator().manual_seed(radius)

@@ -13,6 +13,7 @@ Pure functions on tensors, vectorised over the batch. Layouts are ``[B, F, *spat
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -95,7 +96,11 @@ def k_winners(first_time: Tensor, potential: Tensor, k: int, radius: int | None 
     within the ``(2r + 1)^d`` window around it (Chebyshev distance <= r). At most ``k`` winners;
     fewer when the candidates run out.
 
-    Vectorised over the batch; the loop runs over the ``k`` choices.
+    Vectorised over the batch; the loop runs over the ``k`` choices. Each feature's best
+    candidate is kept in a ``[B, F]`` table (one pass over the input); a choice is one argmax
+    over that table and one row gather, an inhibition window one masked pass. Inputs with
+    potentials <= 0, infinite or NaN (NaN ranks as +inf) take a slower exact path when they
+    matter. Identical to the one-image-at-a-time loop (``benchmarks/kwta.py``, the tests).
 
     Args:
         first_time: ``[B, F, *spatial]`` first-spike times (``inf``: did not spike).
@@ -138,34 +143,125 @@ def k_winners(first_time: Tensor, potential: Tensor, k: int, radius: int | None 
             )
     device = first_time.device
     positions = math.prod(spatial)
-    time = first_time.reshape(batch, features, positions)
-    score = potential.reshape(batch, -1)
-    inf = torch.tensor(math.inf, dtype=time.dtype, device=device)
-    # the candidates' times; inhibited neurons are set to inf (in a copy)
-    pending = torch.where(torch.isfinite(time), time, inf)
+    time, pot = first_time, potential
+    if not time.dtype.is_floating_point:
+        time = time.double()
+    if not pot.dtype.is_floating_point:
+        pot = pot.double()
+    time = time.reshape(batch, features, positions)
+    pot = pot.reshape(batch, features, positions)
+    tmin = time.amin(2)
+    if not bool(torch.isfinite(tmin).logical_or_(tmin == math.inf).all()):
+        time = torch.where(torch.isfinite(time), time, math.inf)  # NaN, -inf: did not spike
+        tmin = time.amin(2)
+    # The potential at each feature's earliest spikes, 0 elsewhere. Per feature, (tmin, max of
+    # the key over the unblocked positions) is an upper bound of its best (time, potential) in
+    # the k-WTA order, and exact when that max is in (0, inf): only then is it used as is.
+    key = torch.le(time, tmin.unsqueeze(2), out=torch.empty_like(pot)).mul_(pot)
+    flat_key = key.view(batch * features, positions)
+    base = torch.arange(0, batch * features, features, device=device)
+    allowed = None
+    if radius is not None:
+        allowed = torch.ones(batch, 1, positions, dtype=key.dtype, device=device)
+        windows = _window_table(spatial, radius, device)
+    chosen_f, chosen_p, earliest = [], [], []
+    pmax = key.amax(2)
+    for j in range(k):
+        if j and allowed is not None:
+            pmax = key.amax(2)
+        while True:
+            tbest = tmin.amin(1, keepdim=True)
+            sbest, feature = torch.where(tmin == tbest, pmax, -math.inf).max(1)
+            # exact unless the chosen bound is <= 0, inf or NaN (samples with no candidate left
+            # are ignored): then the slow path makes it exact, and the choice is made again
+            bound = torch.where(tbest.squeeze(1) < math.inf, sbest, 1.0)
+            if bool(bound.log_().isfinite().all()):
+                row = flat_key.index_select(0, base + feature)
+                position = torch.eq(row, sbest.unsqueeze(1), out=row).argmax(1)
+                break
+            done = _exact_choice(time, pot, key, tmin, pmax, allowed, tbest)
+            if done is not None:
+                feature, position = done
+                break
+        chosen_f.append(feature)
+        chosen_p.append(position)
+        earliest.append(tbest)
+        tmin.scatter_(1, feature.unsqueeze(1), math.inf)  # the winner's feature map is out
+        if j < k - 1 and allowed is not None:
+            allowed.view(batch, positions).scatter_(1, windows[position], 0.0)
+            key.mul_(allowed)  # and so are all features in its window
+    chosen = torch.stack(chosen_f, 1).mul_(positions).add_(torch.stack(chosen_p, 1))
+    found = torch.cat(earliest, 1) < math.inf
+    # a sample that ran out of candidates repeats its first choice (False if it had none)
+    chosen = torch.where(found, chosen, chosen[:, :1])
+    found = torch.where(found, found, found[:, :1])
     winners = torch.zeros(batch, features * positions, dtype=torch.bool, device=device)
-    coords = []  # per position only: the window test costs [B, positions], not [B, F * P]
-    rest = torch.arange(positions, device=device)
-    for size in reversed(spatial):
-        coords.append(rest % size)
-        rest = rest // size
-    rows = torch.arange(batch, device=device)
-    flat_pending = pending.view(batch, -1)
-    for _ in range(k):
-        earliest = flat_pending.amin(1, keepdim=True)
-        candidates = flat_pending == earliest  # inf == inf: no candidate left (checked below)
-        best = torch.where(candidates, score, -inf).argmax(1)
-        valid = torch.isfinite(earliest.squeeze(1))
-        winners[rows, best] |= valid
-        feature = best // positions
-        pending[rows[valid], feature[valid]] = inf
-        if radius is not None:
-            position = best % positions
-            near = torch.ones(batch, positions, dtype=torch.bool, device=device)
-            for coord in coords:
-                near &= (coord.unsqueeze(0) - coord[position].unsqueeze(1)).abs() <= radius
-            pending.masked_fill_((near & valid.unsqueeze(1)).unsqueeze(1), math.inf)
+    winners.scatter_(1, chosen, found)
     return winners.view(first_time.shape)
+
+
+@functools.lru_cache(maxsize=32)
+def _window_table(spatial: tuple[int, ...], radius: int, device: torch.device) -> Tensor:
+    """``[P, (2r + 1)^d]``: the flat positions within Chebyshev distance ``r`` of each position
+    (clamped at the borders, so a window near one repeats positions, which is harmless)."""
+    positions = math.prod(spatial)
+    flat = torch.zeros(positions, 1, dtype=torch.long, device=device)
+    rest = torch.arange(positions, device=device)
+    stride = 1
+    span = torch.arange(-radius, radius + 1, device=device)
+    for size in reversed(spatial):
+        coord = (rest % size).unsqueeze(1) + span
+        rest = rest // size
+        near = coord.clamp_(0, size - 1).mul_(stride)
+        flat = (flat.unsqueeze(2) + near.unsqueeze(1)).flatten(1)
+        stride *= size
+    return flat
+
+
+def _exact_choice(
+    time: Tensor,
+    pot: Tensor,
+    key: Tensor,
+    tmin: Tensor,
+    pmax: Tensor,
+    allowed: Tensor | None,
+    tbest: Tensor,
+) -> tuple[Tensor, Tensor] | None:
+    """k-WTA's slow path: the exact value of each sample's chosen feature.
+
+    Returns (feature, position) when every choice stands; otherwise updates the table (tmin,
+    pmax) and the key rows of the chosen features, and returns None (choose again). Handles
+    potentials <= 0, infinite or NaN (NaN ranks as +inf) and a feature whose earliest spikes
+    were all inhibited (its next spike time takes over).
+    """
+    rows = torch.arange(time.shape[0], device=time.device)
+    valid = tbest < math.inf
+    pmax.nan_to_num_(nan=math.inf, posinf=math.inf, neginf=-math.inf)  # 0 * inf in the key
+    cand = tmin == tbest
+    score = torch.where(cand, pmax, -math.inf)
+    sbest = score.amax(1, keepdim=True)
+    feature = (cand & (score == sbest)).to(torch.uint8).max(1).indices  # first, also for -inf
+    t_row = time[rows, feature]
+    if allowed is not None:
+        t_row = t_row.masked_fill(allowed.squeeze(1) == 0, math.inf)
+    earliest = t_row.amin(1, keepdim=True)
+    c_row = (t_row == earliest) & (earliest < math.inf)
+    p_row = pot[rows, feature].nan_to_num(nan=math.inf, posinf=math.inf, neginf=-math.inf)
+    s_row = torch.where(c_row, p_row, -math.inf)
+    best = s_row.amax(1, keepdim=True)
+    position = (c_row & (s_row == best)).to(torch.uint8).max(1).indices
+    stands = (earliest == tbest) & (best == sbest)
+    if bool((stands | ~valid).all()):
+        return feature, position
+    # update the samples that have candidates (never revive a removed feature), then again
+    f1 = feature.unsqueeze(1)
+    tmin.scatter_(1, f1, torch.where(valid, earliest, tmin.gather(1, f1)))
+    pmax.scatter_(1, f1, torch.where(valid, best, pmax.gather(1, f1)))
+    fresh = torch.le(t_row, earliest).to(key.dtype).mul_(pot[rows, feature])
+    if allowed is not None:
+        fresh.mul_(allowed.squeeze(1))
+    key[rows, feature] = torch.where(valid, fresh, key[rows, feature])
+    return None
 
 
 def pointwise_inhibition(first_time: Tensor, potential: Tensor) -> Tensor:

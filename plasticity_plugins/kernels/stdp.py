@@ -13,6 +13,10 @@ The sums run over time steps, samples and (for convolutions) positions, and each
 groups) through :func:`~plasticity_plugins.kernels.synapse.outer_accumulate_`: no
 ``[B, out, in]`` tensor is formed. The weight-dependent factors ``f_plus(w)``, ``f_minus(w)``
 (see :func:`weight_factors`) multiply the per-synapse sums, so they cost one elementwise pass.
+For the additive rule on a Linear synapse both terms are stacked into one GEMM; on a convolution
+each term is its own weight-gradient convolution (the same work, without copying the large
+post-synaptic maps into a stack), with the amplitudes carried by the smaller pre-synaptic rows and
+2-D inputs in channels-last order (oneDNN's fast layout for the weight gradient).
 
 Pair STDP with exponential windows (``d = exp(-1 / tau)``)::
 
@@ -34,7 +38,12 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from .synapse import ConvGeometry, outer_accumulate_, outer_per_sample_accumulate_
+from .synapse import (
+    ConvGeometry,
+    outer_accumulate_,
+    outer_per_sample_accumulate_,
+    stacked_rows,
+)
 from .traces import TraceKind, trace_sequence
 
 WeightDependence = Literal["additive", "soft", "mozafari"]
@@ -132,8 +141,9 @@ def accumulate_terms_(
     """``acc += alpha * dw`` for STDP ``terms`` (summed over steps, samples and positions).
 
     ``dw = a_plus f_plus(w) sum causal_post (x) causal_pre
-    - a_minus f_minus(w) sum anti_post (x) anti_pre``: one GEMM / weight convolution for the
-    additive rule (both terms stacked along the sample axis), two for a weight-dependent one.
+    - a_minus f_minus(w) sum anti_post (x) anti_pre``: one GEMM for the additive rule on a
+    Linear synapse (both terms stacked along the sample axis), otherwise one GEMM / weight
+    convolution per term.
 
     Args:
         acc: accumulator with the weight's shape.
@@ -152,13 +162,33 @@ def accumulate_terms_(
     steps, batch = terms.causal_post.shape[:2]
     rows = steps * batch
     scale = _row_scale(post_scale, steps, batch, terms.causal_post)
+    if factors is None:
+        # both terms stacked along the sample axis: one weight-gradient convolution / GEMM,
+        # each operand written once (the pre rows in the layout the 2-D one prefers)
+        # The amplitudes and the per-row scale go on the pre rows, the smaller side of a conv
+        # (a row's outer product is the same whichever factor carries its scale).
+        if conv is not None:
+            # one weight-gradient convolution per term: the same work as one on the stacked
+            # rows, without copying the (large) post-synaptic maps into a stack
+            for post, pre, amplitude in (
+                (terms.causal_post, terms.causal_pre, a_plus),
+                (terms.anti_post, terms.anti_pre, -a_minus),
+            ):
+                rows_pre = stacked_rows([pre], [amplitude], len(conv.stride) == 2)
+                if scale is not None:
+                    rows_pre.mul_(scale)
+                outer_accumulate_(acc, post.reshape(rows, *post.shape[2:]), rows_pre, alpha, conv)
+            return acc
+        post = stacked_rows([terms.causal_post, terms.anti_post], [1.0, 1.0])
+        pre = stacked_rows([terms.causal_pre, terms.anti_pre], [a_plus, -a_minus])
+        if scale is not None:
+            pre.mul_(scale.repeat(2, *([1] * (scale.dim() - 1))))
+        return outer_accumulate_(acc, post, pre, alpha, conv)
     posts = []
     for post, amplitude in ((terms.causal_post, a_plus), (terms.anti_post, -a_minus)):
         flat = post.reshape(rows, *post.shape[2:]) * amplitude
         posts.append(flat if scale is None else flat.mul_(scale))
     pres = [p.reshape(rows, *p.shape[2:]) for p in (terms.causal_pre, terms.anti_pre)]
-    if factors is None:
-        return outer_accumulate_(acc, torch.cat(posts), torch.cat(pres), alpha, conv)
     causal = outer_accumulate_(torch.zeros_like(acc), posts[0], pres[0], 1.0, conv)
     anti = outer_accumulate_(torch.zeros_like(acc), posts[1], pres[1], 1.0, conv)
     causal.mul_(factors[0]).addcmul_(anti, factors[1])
@@ -242,7 +272,11 @@ def pair_stdp_terms(
 
 def _before(traces: Tensor, initial: Tensor, decay: float) -> Tensor:
     """Each step's trace decayed to that step, BEFORE that step's spikes are added."""
-    return torch.cat([initial.unsqueeze(0), traces[:-1]]).mul_(decay)
+    out = torch.empty_like(traces)
+    torch.mul(initial, decay, out=out[0])
+    if traces.shape[0] > 1:
+        torch.mul(traces[:-1], decay, out=out[1:])
+    return out
 
 
 def pair_stdp_accumulate_(
