@@ -67,20 +67,12 @@ BATCH, HIDDEN, CHUNK = 32, (512, 512), 10
 
 
 def _kib(key: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{key} missing from /proc/self/status")
+    from plasticity_plugins.compare.memory import resident_kib
 
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        return False
-    return True
+    value = resident_kib(key)
+    if value is None:
+        raise RuntimeError(f"{key} missing from /proc/self/status")
+    return value
 
 
 #: Environment variable naming a file with the benchmark's digits (written once by main()).
@@ -145,7 +137,8 @@ def _iteration(framework: str, method: str, steps: int) -> tuple[Callable[[], No
 def memory_worker(framework: str, method: str, steps: int) -> None:
     """Peak memory of one configuration in this (fresh) process; prints one JSON line."""
     import torch
-    from _common import release_memory
+
+    from plasticity_plugins.compare.memory import release_memory, reset_peak_resident
 
     torch.set_num_threads(1)
     run, _handle = _iteration(framework, method, steps)
@@ -154,7 +147,7 @@ def memory_worker(framework: str, method: str, steps: int) -> None:
     run()  # warm-up: its one-time transients (TorchScript compilation, ...) stay out of the peak
     release_memory()
     retained = _kib("VmRSS") - baseline  # kept between iterations: grads, state, caches
-    exact = _reset_peak()
+    exact = reset_peak_resident()
     for _ in range(2):
         run()
     peak = _kib("VmHWM")  # without the reset: the peak since the process started
