@@ -2,7 +2,7 @@
 
 ``compare``: BPTT and the local rules in snnTorch, SpikingJelly and Norse on the same data, the
 same network (:mod:`plasticity_plugins.compare`); a table, ``results.json``, ``results.csv``
-and PNG figures in ``--out``. ``--quick`` is the small version (a minute or two on 2 cores).
+and PNG figures in ``--out``. ``--quick`` is the small version (about 40 s on 2 cores).
 
 ``list``: the rules, the framework adapters (with the installed versions) and the data sets.
 
