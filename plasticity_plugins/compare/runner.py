@@ -141,12 +141,18 @@ class _Run:
     handle: AttachHandle | None
     optimizer: torch.optim.Optimizer
 
+    def reset(self) -> None:
+        """Start a sequence: the handle resets its neurons (every neuron here has a rule) and
+        the rules' traces; without a handle, the framework's own reset."""
+        if self.handle is not None:
+            self.handle.reset()
+        else:
+            self.kit.reset(self.net)
+
     def train_batch(self, x: Tensor, y: Tensor) -> None:
         kind, kit, net, handle = self.method.kind, self.kit, self.net, self.handle
         self.optimizer.zero_grad()
-        kit.reset(net)
-        if handle is not None:
-            handle.reset()
+        self.reset()
         if kind == "bptt":
             out, _ = kit.forward(net, x)
             step_loss(out, y).backward()
@@ -167,11 +173,10 @@ class _Run:
 
     def spike_counts(self, x: Tensor) -> Tensor:
         """Output spike counts of a test sequence ``[B, C]``, nothing learned."""
-        self.kit.reset(self.net)
+        self.reset()
         with torch.no_grad():
             if self.handle is None:
                 return self.kit.forward(self.net, x)[0].sum(0)
-            self.handle.reset()
             if self.method.name == "decolle":
                 # the rule must see the test sequence to vote; without handle.backward() it
                 # writes no gradient
