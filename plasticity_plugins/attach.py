@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from .adapters import adapter_for, is_framework_neuron, supported_neurons
-from .adapters.base import NeuronAdapter, NeuronObservation
+from .adapters.base import NeuronAdapter, NeuronObservation, NeuronSpec
 from .errors import AttachError, InputError, StateError, UnsupportedModuleError
 from .kernels.synapse import input_vjp
 from .rules.base import (
@@ -97,6 +97,12 @@ def _all_finite(x: Tensor) -> bool:
     if math.isfinite(float(x.detach().sum())):
         return True
     return bool(torch.isfinite(x).all())
+
+
+def _any_autocast_enabled() -> bool:
+    """Whether autocast is on for any device type (one cheap call; checked at every step)."""
+    check = getattr(torch._C, "_is_any_autocast_enabled", None)
+    return True if check is None else bool(check())
 
 
 def _feature_rank(synapse: nn.Module) -> int:
@@ -171,6 +177,8 @@ class _Pair:
         self.rank = _feature_rank(self.synapse)
         self.gradient = isinstance(self.rule, GradientRule)
         self.multistep = self.adapter.multistep
+        adapter = self.adapter
+        self.read_spec: Callable[[], NeuronSpec] = lambda: adapter.spec
 
     @property
     def name(self) -> str:
@@ -481,7 +489,11 @@ class AttachHandle:
         return on_step
 
     def _refuse_unscaled_autocast(self, spikes: Tensor) -> None:
-        if self._sink.grad_scaler is None and torch.is_autocast_enabled(spikes.device.type):
+        if (
+            self._sink.grad_scaler is None
+            and _any_autocast_enabled()
+            and torch.is_autocast_enabled(spikes.device.type)
+        ):
             raise AttachError(
                 "autocast is active but attach() got no grad_scaler: local updates are written "
                 "into .grad outside backward, and a GradScaler would unscale them by ~65536. "
@@ -510,7 +522,7 @@ class AttachHandle:
         view = PairView(
             name=pair.name,
             synapse=pair.synapse,
-            spec=pair.adapter.spec,
+            spec=pair.read_spec,
             x=x,
             neuron=observation,
             to_synapse_output=pair.route,

@@ -43,11 +43,14 @@ def test_linear_matches_loop(kind):
     )
 
 
-def test_stepwise_calls_equal_one_sequence_call():
+@pytest.mark.parametrize("kind", ["all_to_all", "nearest"])
+def test_stepwise_calls_equal_one_sequence_call(kind):
+    """One-step calls (a single-step network's path: its own two-GEMM kernel) against one call
+    over the whole sequence and against the explicit loop."""
     torch.manual_seed(0)
     pre = (torch.rand(9, 2, 6, dtype=torch.float64) < 0.4).double()
     post = (torch.rand(9, 2, 3, dtype=torch.float64) < 0.4).double()
-    kwargs = dict(a_plus=1.0, a_minus=0.5, pre_decay=0.8, post_decay=0.7, alpha=1.0)
+    kwargs = dict(a_plus=1.0, a_minus=0.5, pre_decay=0.8, post_decay=0.7, alpha=1.0, kind=kind)
     whole = torch.zeros(3, 6, dtype=torch.float64)
     pair_stdp_accumulate_(
         whole, pre, post, torch.zeros(2, 6).double(), torch.zeros(2, 3).double(), **kwargs
@@ -57,6 +60,8 @@ def test_stepwise_calls_equal_one_sequence_call():
     for t in range(9):
         traces = pair_stdp_accumulate_(stepped, pre[t : t + 1], post[t : t + 1], *traces, **kwargs)
     torch.testing.assert_close(stepped, whole, rtol=1e-12, atol=1e-12)
+    reference = linear_loop_reference(pre.numpy(), post.numpy(), 1.0, 0.5, 0.8, 0.7, kind)
+    np.testing.assert_allclose(stepped.numpy(), 2 * reference, rtol=1e-12, atol=1e-14)
 
 
 def _single_pair(t_pre, t_post, steps=11, tau_pre=5.0, tau_post=8.0):

@@ -44,7 +44,7 @@ from .synapse import (
     outer_per_sample_accumulate_,
     stacked_rows,
 )
-from .traces import TraceKind, trace_sequence
+from .traces import TraceKind, trace_sequence, trace_step
 
 WeightDependence = Literal["additive", "soft", "mozafari"]
 WEIGHT_DEPENDENCES: tuple[str, ...] = ("additive", "soft", "mozafari")
@@ -325,6 +325,20 @@ def pair_stdp_accumulate_(
         >>> acc
         tensor([[0.2500]])
     """
+    if pre.shape[0] == 1 and conv is None and factors is None:
+        return _pair_stdp_step_linear_(
+            acc,
+            pre[0],
+            post[0],
+            pre_trace,
+            post_trace,
+            a_plus=a_plus,
+            a_minus=a_minus,
+            pre_decay=pre_decay,
+            post_decay=post_decay,
+            alpha=alpha,
+            kind=kind,
+        )
     terms, pre_trace, post_trace = pair_stdp_terms(
         pre, post, pre_trace, post_trace, pre_decay=pre_decay, post_decay=post_decay, kind=kind
     )
@@ -332,6 +346,32 @@ def pair_stdp_accumulate_(
         acc, terms, a_plus=a_plus, a_minus=a_minus, alpha=alpha, conv=conv, factors=factors
     )
     return pre_trace, post_trace
+
+
+def _pair_stdp_step_linear_(
+    acc: Tensor,
+    pre: Tensor,
+    post: Tensor,
+    pre_trace: Tensor,
+    post_trace: Tensor,
+    *,
+    a_plus: float,
+    a_minus: float,
+    pre_decay: float,
+    post_decay: float,
+    alpha: float,
+    kind: TraceKind,
+) -> tuple[Tensor, Tensor]:
+    """:func:`pair_stdp_accumulate_` for one step (``[B, in]``, ``[B, out]``) of an additive
+    rule on a Linear synapse: two GEMMs straight from the traces, no stacked copies (a
+    single-step network pays this at every step, next to a forward GEMM of the same size)."""
+    pre_trace = trace_step(pre_trace, pre, pre_decay, kind)
+    post_before = post_trace * post_decay
+    acc.addmm_(post.T, pre_trace, alpha=alpha * a_plus)
+    acc.addmm_(post_before.T, pre, alpha=-alpha * a_minus)
+    if kind == "all_to_all":
+        return pre_trace, post_before.add_(post)
+    return pre_trace, torch.where(post != 0, post, post_before)
 
 
 class TripletTraces(NamedTuple):

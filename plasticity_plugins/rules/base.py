@@ -80,14 +80,15 @@ class UpdateSink:
         self._pending = {}
 
 
-@dataclass
 class PairView:
     """One forward call of a (synapse, neuron) pair, as handed to :meth:`LocalRule.step`.
 
     Attributes:
         name: ``"synapse_name->neuron_name"``.
         synapse: the synapse module (``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``).
-        spec: the neuron's :class:`NeuronSpec`.
+        spec: the neuron's :class:`NeuronSpec` (given, or read on first access from a
+            zero-argument callable such as ``lambda: adapter.spec``: rules that never read it
+            do not pay for it at every step).
         x: pre-synaptic input, time-first ``[T, B, *in]``.
         neuron: the neuron's observation (``s``, ``u``, ``psi``, ``[T, B, *features]``).
         to_synapse_output: maps a ``[T, B, *features]`` tensor in the neuron's layout to the
@@ -100,21 +101,44 @@ class PairView:
             a spike mask); None where the caller does not provide it.
     """
 
-    name: str
-    synapse: nn.Module
-    spec: NeuronSpec
-    x: Tensor
-    neuron: NeuronObservation
-    to_synapse_output: Callable[[Tensor], Tensor]
-    sink: UpdateSink
-    first_step: int = 0
-    total_steps: int | None = None
-    adapter: NeuronAdapter | None = None
+    def __init__(
+        self,
+        name: str,
+        synapse: nn.Module,
+        spec: NeuronSpec | Callable[[], NeuronSpec],
+        x: Tensor,
+        neuron: NeuronObservation,
+        to_synapse_output: Callable[[Tensor], Tensor],
+        sink: UpdateSink,
+        first_step: int = 0,
+        total_steps: int | None = None,
+        adapter: NeuronAdapter | None = None,
+    ) -> None:
+        self.name = name
+        self.synapse = synapse
+        self._spec = spec
+        self.x = x
+        self.neuron = neuron
+        self.to_synapse_output = to_synapse_output
+        self.sink = sink
+        self.first_step = first_step
+        self.total_steps = total_steps
+        self.adapter = adapter
+
+    @property
+    def spec(self) -> NeuronSpec:
+        """The neuron's :class:`NeuronSpec` (read once per view)."""
+        if not isinstance(self._spec, NeuronSpec):
+            self._spec = self._spec()
+        return self._spec
 
     @property
     def steps(self) -> int:
         """Number of time steps in this call (``T``)."""
         return int(self.x.shape[0])
+
+    def __repr__(self) -> str:
+        return f"PairView({self.name!r}, x={tuple(self.x.shape)}, first_step={self.first_step})"
 
 
 def conv_geometry(synapse: nn.Module) -> ConvGeometry | None:
