@@ -79,6 +79,31 @@ def test_k_winners_matches_loop_on_odd_values_and_sparse_float32_inputs():
     np.testing.assert_array_equal(got.numpy(), expected)
 
 
+@pytest.mark.parametrize(
+    "shape,k,radius",
+    [
+        ((6, 12, 9, 9), 1, 2),
+        ((6, 12, 9, 9), 5, 2),
+        ((6, 12, 9, 9), 12, 0),
+        ((6, 12, 9, 9), 12, None),
+        ((5, 10, 40), 6, 3),
+        ((7, 20), 20, None),
+    ],
+)
+def test_k_winners_matches_loop_with_ties(shape, k, radius):
+    """float32 inputs with few distinct times and potentials: equal (time, potential) pairs
+    across features and positions are common, so tie-breaking decides most winners."""
+    g = torch.Generator().manual_seed(sum(shape) + k)
+    for _ in range(5):
+        time = torch.randint(0, 3, shape, generator=g).float()
+        time[torch.rand(shape, generator=g) < 0.5] = math.inf
+        potential = torch.randint(1, 4, shape, generator=g).float()
+        potential[time == math.inf] = 0.0  # silent neurons: 0, as after value_at_first_spike
+        got = k_winners(time, potential, k, radius)
+        expected = k_winners_reference(time.double().numpy(), potential.double().numpy(), k, radius)
+        np.testing.assert_array_equal(got.numpy(), expected)
+
+
 @pytest.mark.parametrize("radius", [0, 1, 3])
 def test_k_winners_properties(radius):
     g = torch.Generator().manual_seed(radius)
