@@ -128,3 +128,87 @@ def test_conv2d_matches_loop(stride, padding, dilation, groups):
         pre, post, tuple(conv.weight.shape), geometry, 0.3, 0.2, 0.6, 0.5
     )
     np.testing.assert_allclose(acc.numpy(), expected, rtol=1e-10, atol=1e-12)
+
+
+def _conv2d_reference_any_kind(pre, post, conv, kind, a_plus, a_minus, d_pre, d_post):
+    """dw of a Conv2d (summed over the batch) through the per-synapse Linear loop.
+
+    At each output position a convolution is a Linear synapse (one per group) from its
+    receptive-field patch to the output channels, so the positions join the samples; traces
+    commute with the patch gather (each patch entry is one input pixel's trace, 0 on padding).
+    """
+    steps, batch = pre.shape[:2]
+    weight_shape = conv.weight.shape
+    out_per_group = weight_shape[0] // conv.groups
+    in_per_group = weight_shape[1]
+    geometry = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
+    flat = torch.from_numpy(pre).flatten(0, 1)
+    dw = np.zeros((weight_shape[0], in_per_group * weight_shape[2] * weight_shape[3]))
+    for g in range(conv.groups):
+        patches = F.unfold(
+            flat[:, g * in_per_group : (g + 1) * in_per_group], conv.kernel_size, **geometry
+        )
+        positions = patches.shape[-1]
+        pre_rows = patches.reshape(steps, batch, -1, positions).permute(0, 1, 3, 2)
+        outs = slice(g * out_per_group, (g + 1) * out_per_group)
+        post_rows = torch.from_numpy(post[:, :, outs]).flatten(3).permute(0, 1, 3, 2)
+        dw[outs] = (
+            batch
+            * positions
+            * linear_loop_reference(
+                pre_rows.reshape(steps, batch * positions, -1).numpy(),
+                post_rows.reshape(steps, batch * positions, -1).numpy(),
+                a_plus,
+                a_minus,
+                d_pre,
+                d_post,
+                kind,
+            )
+        )
+    return dw.reshape(weight_shape)
+
+
+@pytest.mark.parametrize("kind", ["all_to_all", "nearest"])
+@pytest.mark.parametrize(
+    "stride,padding,dilation,groups", [(1, 0, 1, 1), (2, 1, 1, 1), (1, 2, 2, 2)]
+)
+def test_conv2d_one_step_calls_match_loop(kind, stride, padding, dilation, groups):
+    """T = 1 calls on a Conv2d (a single-step network's path: the one-step kernel, with the
+    channels-last post trace carried from call to call) against the per-synapse loop and
+    against one call over the whole sequence."""
+    rng = np.random.default_rng(3)
+    conv = torch.nn.Conv2d(
+        4, 4, 3, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
+    pre = (rng.random((5, 2, 4, 6, 6)) < 0.3).astype(np.float64)
+    out_hw = conv(torch.zeros(1, 4, 6, 6)).shape[-2:]
+    post = (rng.random((5, 2, 4, *out_hw)) < 0.3).astype(np.float64)
+    geometry = ConvGeometry(conv.stride, conv.padding, conv.dilation, groups)
+    kwargs = dict(
+        a_plus=0.3, a_minus=0.2, pre_decay=0.6, post_decay=0.5, alpha=0.5, kind=kind, conv=geometry
+    )
+    stepped = torch.zeros(conv.weight.shape, dtype=torch.float64)
+    traces = (
+        torch.zeros(pre.shape[1:], dtype=torch.float64),
+        torch.zeros(post.shape[1:], dtype=torch.float64),
+    )
+    for t in range(pre.shape[0]):
+        traces = pair_stdp_accumulate_(
+            stepped,
+            torch.from_numpy(pre[t : t + 1]),
+            torch.from_numpy(post[t : t + 1]),
+            *traces,
+            **kwargs,
+        )
+    whole = torch.zeros_like(stepped)
+    pair_stdp_accumulate_(
+        whole,
+        torch.from_numpy(pre),
+        torch.from_numpy(post),
+        torch.zeros(pre.shape[1:], dtype=torch.float64),
+        torch.zeros(post.shape[1:], dtype=torch.float64),
+        **kwargs,
+    )
+    torch.testing.assert_close(stepped, whole, rtol=1e-12, atol=1e-12)
+    expected = _conv2d_reference_any_kind(pre, post, conv, kind, 0.3, 0.2, 0.6, 0.5)
+    np.testing.assert_allclose(stepped.numpy(), 0.5 * expected, rtol=1e-10, atol=1e-12)

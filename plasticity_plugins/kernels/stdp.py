@@ -16,7 +16,9 @@ groups) through :func:`~plasticity_plugins.kernels.synapse.outer_accumulate_`: n
 For the additive rule on a Linear synapse both terms are stacked into one GEMM; on a convolution
 each term is its own weight-gradient convolution (the same work, without copying the large
 post-synaptic maps into a stack), with the amplitudes carried by the smaller pre-synaptic rows and
-2-D inputs in channels-last order (oneDNN's fast layout for the weight gradient).
+2-D inputs in channels-last order (oneDNN's fast layout for the weight gradient). A one-step
+call of the additive pair rule (a single-step network's path) has its own kernel, Linear or Conv:
+two products straight from the spikes and traces, with no ``[T, B]`` bookkeeping.
 
 Pair STDP with exponential windows (``d = exp(-1 / tau)``)::
 
@@ -40,6 +42,7 @@ from torch import Tensor
 
 from .synapse import (
     ConvGeometry,
+    gradient_layout,
     outer_accumulate_,
     outer_per_sample_accumulate_,
     stacked_rows,
@@ -325,8 +328,8 @@ def pair_stdp_accumulate_(
         >>> acc
         tensor([[0.2500]])
     """
-    if pre.shape[0] == 1 and conv is None and factors is None:
-        return _pair_stdp_step_linear_(
+    if pre.shape[0] == 1 and factors is None:
+        return _pair_stdp_step_(
             acc,
             pre[0],
             post[0],
@@ -338,6 +341,7 @@ def pair_stdp_accumulate_(
             post_decay=post_decay,
             alpha=alpha,
             kind=kind,
+            conv=conv,
         )
     terms, pre_trace, post_trace = pair_stdp_terms(
         pre, post, pre_trace, post_trace, pre_decay=pre_decay, post_decay=post_decay, kind=kind
@@ -348,7 +352,7 @@ def pair_stdp_accumulate_(
     return pre_trace, post_trace
 
 
-def _pair_stdp_step_linear_(
+def _pair_stdp_step_(
     acc: Tensor,
     pre: Tensor,
     post: Tensor,
@@ -361,17 +365,26 @@ def _pair_stdp_step_linear_(
     post_decay: float,
     alpha: float,
     kind: TraceKind,
+    conv: ConvGeometry | None,
 ) -> tuple[Tensor, Tensor]:
-    """:func:`pair_stdp_accumulate_` for one step (``[B, in]``, ``[B, out]``) of an additive
-    rule on a Linear synapse: two GEMMs straight from the traces, no stacked copies (a
-    single-step network pays this at every step, next to a forward GEMM of the same size)."""
+    """:func:`pair_stdp_accumulate_` for one step (``[B, *in]``, ``[B, *out]``) of the additive
+    rule: one GEMM / weight-gradient convolution per term, straight from the spikes and traces.
+
+    A single-step network pays this at every step, next to a forward of the same size, so the
+    sequence path's ``[T, B]`` bookkeeping (stacked copies, traces before each step) is left
+    out: besides the two products, the only full passes over the post-synaptic maps are one
+    trace update and, for a 2-D convolution, one layout conversion of the post spikes.
+    """
+    # Convert the spikes once (a no-op for Linear / Conv1d): both products read them and the
+    # traces inherit their layout, so the post trace returned here, and handed back at the
+    # next step, is already in the order the weight gradient wants.
+    pre, post = gradient_layout(pre, conv), gradient_layout(post, conv)
     pre_trace = trace_step(pre_trace, pre, pre_decay, kind)
-    post_before = post_trace * post_decay
-    acc.addmm_(post.T, pre_trace, alpha=alpha * a_plus)
-    acc.addmm_(post_before.T, pre, alpha=-alpha * a_minus)
-    if kind == "all_to_all":
-        return pre_trace, post_before.add_(post)
-    return pre_trace, torch.where(post != 0, post, post_before)
+    outer_accumulate_(acc, post, pre_trace, alpha * a_plus, conv)
+    # anti-causal post factor d_post * x_post[t-1]: the decay goes into the amplitude (a scalar
+    # on the small result) instead of a decayed copy of the trace
+    outer_accumulate_(acc, post_trace, pre, -alpha * a_minus * post_decay, conv)
+    return pre_trace, trace_step(post_trace, post, post_decay, kind)
 
 
 class TripletTraces(NamedTuple):

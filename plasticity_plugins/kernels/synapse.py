@@ -59,10 +59,9 @@ def outer_accumulate_(
     weight_gradient = {1: torch.nn.grad.conv1d_weight, 2: torch.nn.grad.conv2d_weight}[
         len(conv.stride)
     ]
-    if len(conv.stride) == 2:
-        # oneDNN's 2-D weight gradient is about twice as fast with the input channels-last
-        # (the post factors stay as they are: converting them costs more than it saves)
-        pre = channels_last(pre)
+    # the post factors stay as they are: converting large post-synaptic maps costs more than
+    # it saves, unless the caller converts them once for several uses (the one-step STDP kernel)
+    pre = gradient_layout(pre, conv)
     delta = weight_gradient(
         pre, acc.shape, post, conv.stride, conv.padding, conv.dilation, conv.groups
     )
@@ -72,6 +71,20 @@ def outer_accumulate_(
 def channels_last(x: Tensor) -> Tensor:
     """``x`` (``[N, C, H, W]``) in channels-last memory order; itself when it already is."""
     return x.contiguous(memory_format=torch.channels_last)
+
+
+def gradient_layout(x: Tensor, conv: ConvGeometry | None) -> Tensor:
+    """A factor of :func:`outer_accumulate_` in the memory order its product is fastest with.
+
+    Channels-last for a 2-D convolution: oneDNN's weight gradient is about twice as fast with
+    the input channels-last, and about twice as fast again when the post factor is too (though
+    converting a large post-synaptic map costs about as much as that saves, so it pays only for
+    a map converted once and used more than once). Anything else, and a factor already in that
+    order, is returned as it is.
+    """
+    if conv is not None and len(conv.stride) == 2:
+        return channels_last(x)
+    return x
 
 
 def stacked_rows(
