@@ -329,20 +329,19 @@ def pair_stdp_accumulate_(
         tensor([[0.2500]])
     """
     if pre.shape[0] == 1 and factors is None:
-        return _pair_stdp_step_(
-            acc,
-            pre[0],
-            post[0],
-            pre_trace,
-            post_trace,
-            a_plus=a_plus,
-            a_minus=a_minus,
-            pre_decay=pre_decay,
-            post_decay=post_decay,
-            alpha=alpha,
-            kind=kind,
-            conv=conv,
-        )
+        # One step of the additive rule (a single-step network's path, paid at every step next
+        # to a forward of the same size): one product per term straight from the spikes and
+        # traces, without the sequence path's [T, B] bookkeeping. The spikes are converted to
+        # the weight gradient's layout once (a no-op for Linear / Conv1d): both products read
+        # them, and the traces inherit that layout, so the post trace handed back at the next
+        # step is already in it.
+        pre, post = gradient_layout(pre[0], conv), gradient_layout(post[0], conv)
+        pre_trace = trace_step(pre_trace, pre, pre_decay, kind)
+        outer_accumulate_(acc, post, pre_trace, alpha * a_plus, conv)
+        # anti-causal post factor d_post * x_post[t-1]: the decay goes into the amplitude (a
+        # scalar on the small result) instead of a decayed copy of the trace
+        outer_accumulate_(acc, post_trace, pre, -alpha * a_minus * post_decay, conv)
+        return pre_trace, trace_step(post_trace, post, post_decay, kind)
     terms, pre_trace, post_trace = pair_stdp_terms(
         pre, post, pre_trace, post_trace, pre_decay=pre_decay, post_decay=post_decay, kind=kind
     )
@@ -350,41 +349,6 @@ def pair_stdp_accumulate_(
         acc, terms, a_plus=a_plus, a_minus=a_minus, alpha=alpha, conv=conv, factors=factors
     )
     return pre_trace, post_trace
-
-
-def _pair_stdp_step_(
-    acc: Tensor,
-    pre: Tensor,
-    post: Tensor,
-    pre_trace: Tensor,
-    post_trace: Tensor,
-    *,
-    a_plus: float,
-    a_minus: float,
-    pre_decay: float,
-    post_decay: float,
-    alpha: float,
-    kind: TraceKind,
-    conv: ConvGeometry | None,
-) -> tuple[Tensor, Tensor]:
-    """:func:`pair_stdp_accumulate_` for one step (``[B, *in]``, ``[B, *out]``) of the additive
-    rule: one GEMM / weight-gradient convolution per term, straight from the spikes and traces.
-
-    A single-step network pays this at every step, next to a forward of the same size, so the
-    sequence path's ``[T, B]`` bookkeeping (stacked copies, traces before each step) is left
-    out: besides the two products, the only full passes over the post-synaptic maps are one
-    trace update and, for a 2-D convolution, one layout conversion of the post spikes.
-    """
-    # Convert the spikes once (a no-op for Linear / Conv1d): both products read them and the
-    # traces inherit their layout, so the post trace returned here, and handed back at the
-    # next step, is already in the order the weight gradient wants.
-    pre, post = gradient_layout(pre, conv), gradient_layout(post, conv)
-    pre_trace = trace_step(pre_trace, pre, pre_decay, kind)
-    outer_accumulate_(acc, post, pre_trace, alpha * a_plus, conv)
-    # anti-causal post factor d_post * x_post[t-1]: the decay goes into the amplitude (a scalar
-    # on the small result) instead of a decayed copy of the trace
-    outer_accumulate_(acc, post_trace, pre, -alpha * a_minus * post_decay, conv)
-    return pre_trace, trace_step(post_trace, post, post_decay, kind)
 
 
 class TripletTraces(NamedTuple):
