@@ -36,6 +36,9 @@ from plasticity_plugins.errors import StateError
 
 ResetKind = Literal["zero", "subtract", "none"]
 
+#: A fixed mask, or a function of one call's (detached) output spikes that returns the mask.
+SpikeMask = Tensor | Callable[[Tensor], Tensor]
+
 
 @dataclass(frozen=True)
 class NeuronSpec:
@@ -163,7 +166,7 @@ class NeuronAdapter(abc.ABC):
         self.module = module
         self.detach_state = False
         self.threshold_offset: Tensor | None = None
-        self.spike_mask: Tensor | None = None
+        self.spike_mask: SpikeMask | None = None
         self._handles: list[RemovableHandle] = []
         self._on_step: Callable[[NeuronObservation], None] | None = None
         self._spec_cache: tuple[NeuronSpec, tuple[Any, ...], tuple[int, ...]] | None = None
@@ -264,14 +267,33 @@ class NeuronAdapter(abc.ABC):
         """
         self.threshold_offset = offset
 
-    def set_spike_mask(self, mask: Tensor | None) -> None:
+    def set_spike_mask(self, mask: SpikeMask | None) -> None:
         """Multiply the module's output spikes by ``mask`` (broadcastable to one call's output).
 
+        ``mask`` is a tensor, or a function that receives each call's output spikes (detached;
+        ``[B, *features]`` single-step, ``[T, B, *features]`` multi-step) and returns the mask
+        for that call, e.g. :func:`~plasticity_plugins.kernels.competition.one_spike_per_step`.
         ``None`` removes it. Used by k-winners-take-all, lateral inhibition and fire-once rules.
         The neuron's own reset still follows its unmasked spikes; downstream modules and the
         observation see the masked ones.
         """
+        if mask is not None and not isinstance(mask, Tensor) and not callable(mask):
+            raise TypeError(
+                f"{self.describe()}: a spike mask is a tensor, a function of the output spikes "
+                f"or None, got {type(mask).__name__}"
+            )
         self.spike_mask = mask
+
+    def mask_for(self, spikes: Tensor) -> Tensor | None:
+        """The mask for one call's output ``spikes`` on their device and dtype (None: no mask)."""
+        mask = self.spike_mask
+        if mask is None:
+            return None
+        if not isinstance(mask, Tensor):
+            mask = mask(spikes.detach())
+        if mask.dtype != spikes.dtype or mask.device != spikes.device:
+            mask = mask.to(device=spikes.device, dtype=spikes.dtype)
+        return mask
 
     def describe(self) -> str:
         """A one-line description for error messages and listings."""

@@ -452,10 +452,8 @@ class _NorseAdapter(NeuronAdapter):
         if getattr(module, "record_states", False):
             state = type(state)(*(t[-1] for t in state))
         self._last = _detach_state(state)
-        mask = self.spike_mask
+        mask = self.mask_for(z)
         if mask is not None:
-            if mask.dtype != z.dtype or mask.device != z.device:
-                mask = mask.to(device=z.device, dtype=z.dtype)
             z = z * mask
             result = (z, *result[1:])
         s = z.detach()

@@ -449,7 +449,7 @@ class _SnnTorchAdapter(NeuronAdapter):
         threshold = base if current is None else current
         single = isinstance(output, Tensor)
         spk = output if single else output[0]
-        mask = self.spike_mask
+        mask = self.mask_for(spk)
         if mask is not None:
             spk = spk * mask
             output = spk if single else (spk, *output[1:])

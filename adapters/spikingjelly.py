@@ -359,8 +359,8 @@ class SpikingJellyNeuronAdapter(NeuronAdapter):
         if output is None or call is None or self._on_step is None:
             return None  # the forward raised (always_call), nothing to observe
         spikes: Tensor = output
-        mask = self.spike_mask
-        result = spikes if mask is None else spikes * mask.to(spikes)
+        mask = self.mask_for(spikes)
+        result = spikes if mask is None else spikes * mask
         s = result.detach()
         if not call.multi:
             s = s.unsqueeze(0)

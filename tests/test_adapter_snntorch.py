@@ -705,3 +705,10 @@ def test_check_version_range():
     for bad in ("0.9.4", "2.0.0"):
         with pytest.raises(UnsupportedFrameworkVersionError, match=r">=1.0,<2"):
             check_version("snntorch", bad, "1.0", "2")
+
+
+def test_spike_mask_refuses_what_is_neither_tensor_nor_function():
+    adapter = adapter_for(snn.Leaky(beta=0.5))(snn.Leaky(beta=0.5))
+    with pytest.raises(TypeError, match="snntorch.Leaky: a spike mask is a tensor, a function"):
+        adapter.set_spike_mask([1.0, 0.0])  # type: ignore[arg-type]
+    assert adapter.spike_mask is None

@@ -20,6 +20,7 @@ from plasticity_plugins.kernels.competition import (
     k_winners,
     lateral_inhibition,
     normalize_weights_,
+    one_spike_per_step,
     pointwise_inhibition,
     value_at_first_spike,
 )
@@ -188,6 +189,32 @@ def test_lateral_inhibition_inhibits_every_other_neuron():
     maps = torch.rand(2, 3, 4, 4).round()
     loop = torch.stack([-(maps.sum(1) - maps[:, f]) * 2.0 for f in range(3)], 1)
     torch.testing.assert_close(lateral_inhibition(maps, 2.0, dim=1), loop)
+
+
+@pytest.mark.parametrize("shape,feature_dims", [((40, 7), 1), ((6, 5, 3, 4, 4), 3)])
+def test_one_spike_per_step_keeps_one_spiking_neuron_per_step(shape, feature_dims):
+    g = torch.Generator().manual_seed(5)
+    spikes = (torch.rand(shape, generator=g) < 0.3).float()
+    mask = one_spike_per_step(spikes, feature_dims, generator=g)
+    assert mask.shape == spikes.shape and mask.dtype == spikes.dtype
+    kept = (mask * spikes).flatten(-feature_dims)
+    fired = spikes.flatten(-feature_dims).sum(-1)
+    torch.testing.assert_close(kept.sum(-1), (fired > 0).float(), rtol=0, atol=0)
+    torch.testing.assert_close(mask.flatten(-feature_dims).sum(-1), (fired > 0).float())
+
+
+def test_one_spike_per_step_chooses_uniformly_among_the_spikers():
+    g = torch.Generator().manual_seed(6)
+    spikes = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0]).expand(30000, 5)
+    wins = one_spike_per_step(spikes, generator=g).sum(0)
+    assert wins[1] == wins[4] == 0
+    # each spiker wins 1/3 of the steps: 10000 +- 4.5 standard deviations (~82)
+    assert (wins[[0, 2, 3]] - 10000).abs().max() < 370, wins
+
+
+def test_one_spike_per_step_refuses_bad_feature_dims():
+    with pytest.raises(InputError, match=r"feature_dims=3 must lie in \[1, 2\]"):
+        one_spike_per_step(torch.ones(2, 3), feature_dims=3)
 
 
 def test_n_spikes_raise_theta_by_0_05_n():

@@ -31,9 +31,15 @@ class Recorder(LocalRule):
         return {"x": x, "u": u, "s": s, "psi": psi}
 
 
-def run(framework: str, multistep: bool, weight, inputs, rule):
+def run(framework: str, multistep: bool, weight, inputs, rule, spike_mask=None):
+    def attach(model):
+        handle = plasticity_plugins.attach(model, rule)
+        for adapter in handle.adapters.values():
+            adapter.set_spike_mask(spike_mask)
+        return handle
+
     net, linear = single_layer(framework, weight, multistep=multistep)
-    handle = plasticity_plugins.attach(net, rule)
+    handle = attach(net)
     with torch.no_grad():
         if multistep and framework == "spikingjelly":
             net(inputs)
@@ -42,7 +48,7 @@ def run(framework: str, multistep: bool, weight, inputs, rule):
 
             lifted = torch.nn.Sequential(net[0], norse.Lift(net[1]))
             handle.detach()
-            handle = plasticity_plugins.attach(lifted, rule)
+            handle = attach(lifted)
             lifted(inputs)
         elif framework == "norse":
             state = None
@@ -97,3 +103,26 @@ def test_matched_neurons_give_the_same_stdp_grad(problem):
     assert reference.abs().sum() > 0
     for case, grad in grads.items():
         torch.testing.assert_close(grad, reference, rtol=1e-6, atol=1e-6, msg=str(case))
+
+
+def lowest_spiking_neuron(spikes):
+    """A deterministic one-spike-per-step mask: the spiking neuron of lowest index."""
+    fired = spikes != 0
+    first = fired.to(torch.uint8).argmax(-1, keepdim=True)
+    return torch.zeros_like(spikes).scatter_(-1, first, fired.any(-1, keepdim=True).to(spikes))
+
+
+def test_a_spike_mask_function_masks_every_call_and_leaves_the_neuron_alone(problem):
+    weight, inputs = problem
+    unmasked = Recorder()
+    run("snntorch", False, weight, inputs, unmasked)
+    reference = unmasked.sequence()
+    expected = reference["s"] * lowest_spiking_neuron(reference["s"])
+    assert 0 < expected.sum() < reference["s"].sum(), "the test needs steps with several spikes"
+    for case in CASES:
+        recorder = Recorder()
+        run(*case, weight, inputs, recorder, spike_mask=lowest_spiking_neuron)
+        seen = recorder.sequence()
+        torch.testing.assert_close(seen["s"], expected, rtol=0, atol=0, msg=str(case))
+        # the neuron's own reset follows its unmasked spikes
+        torch.testing.assert_close(seen["u"], reference["u"], rtol=1e-6, atol=1e-6, msg=str(case))

@@ -6,7 +6,8 @@ Pure functions on tensors, vectorised over the batch. Layouts are ``[B, F, *spat
 
 * :func:`k_winners` and :func:`pointwise_inhibition` follow SpykeTorch (Mozafari et al. 2019):
   the order is the earliest first spike, then the larger potential at that spike.
-* :func:`lateral_inhibition` is the soft winner-take-all of Diehl & Cook 2015.
+* :func:`lateral_inhibition` is the soft winner-take-all of Diehl & Cook 2015;
+  :func:`one_spike_per_step` lets one of the neurons that cross the threshold together spike.
 * :func:`adaptive_threshold` is Diehl & Cook's homeostatic theta.
 * :func:`normalize_weights_` rescales each neuron's input weights to a fixed sum.
 """
@@ -312,6 +313,49 @@ def lateral_inhibition(spikes: Tensor, strength: float, dim: int = 1) -> Tensor:
         tensor([[-17., -34., -17.]])
     """
     return (spikes - spikes.sum(dim, keepdim=True)) * strength
+
+
+def one_spike_per_step(
+    spikes: Tensor, feature_dims: int = 1, generator: torch.Generator | None = None
+) -> Tensor:
+    """Mask keeping at most one spike per sample and step, chosen uniformly among the spikers.
+
+    BindsNET's ``one_spike`` of its Diehl & Cook neurons: when several excitatory neurons cross
+    the threshold in the same step (their order is below the step's resolution), only one of
+    them spikes, so lateral inhibition sees one winner. The others' own reset is unaffected
+    (the mask acts on the output). Hand it to an adapter as a spike mask
+    (``adapter.set_spike_mask(one_spike_per_step)``).
+
+    Args:
+        spikes: ``[..., *features]`` spikes; the last ``feature_dims`` dimensions are the
+            competing neurons, every leading index (time, batch) chooses on its own.
+        feature_dims: number of trailing feature dimensions (1 for ``[B, F]``, 3 for
+            ``[B, C, H, W]``).
+        generator: random generator for the choice (on ``spikes``' device).
+
+    Returns:
+        A 0/1 mask of ``spikes``' shape and dtype with at most one 1 per leading index, on a
+        neuron that spiked.
+
+    Example:
+        >>> spikes = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        >>> mask = one_spike_per_step(spikes)
+        >>> mask.sum(1).tolist(), (mask * spikes).sum(1).tolist()
+        ([1.0, 0.0, 1.0], [1.0, 0.0, 1.0])
+    """
+    if not 1 <= feature_dims <= spikes.dim():
+        raise InputError(
+            f"one_spike_per_step: feature_dims={feature_dims} must lie in [1, {spikes.dim()}] "
+            f"for spikes of shape {tuple(spikes.shape)}"
+        )
+    fired = (spikes != 0).flatten(-feature_dims)
+    # i.i.d. uniform keys, lifted by 1 where a neuron spiked: the argmax is a spiking neuron
+    # (if any), uniformly chosen among them
+    keys = torch.rand(fired.shape, generator=generator, device=spikes.device).add_(fired)
+    winner = keys.argmax(-1, keepdim=True)
+    mask = torch.zeros(fired.shape, dtype=spikes.dtype, device=spikes.device)
+    mask.scatter_(-1, winner, fired.any(-1, keepdim=True).to(spikes.dtype))
+    return mask.view(spikes.shape)
 
 
 def adaptive_threshold(
