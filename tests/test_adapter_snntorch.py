@@ -709,6 +709,6 @@ def test_check_version_range():
 
 def test_spike_mask_refuses_what_is_neither_tensor_nor_function():
     adapter = adapter_for(snn.Leaky(beta=0.5))(snn.Leaky(beta=0.5))
-    with pytest.raises(TypeError, match="snntorch.Leaky: a spike mask is a tensor, a function"):
+    with pytest.raises(TypeError, match=r"snntorch\.Leaky: a spike mask is a tensor, a function"):
         adapter.set_spike_mask([1.0, 0.0])  # type: ignore[arg-type]
     assert adapter.spike_mask is None
