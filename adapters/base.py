@@ -36,8 +36,9 @@ from plasticity_plugins.errors import StateError
 
 ResetKind = Literal["zero", "subtract", "none"]
 
-#: A fixed mask, or a function of one call's (detached) output spikes that returns the mask.
-SpikeMask = Tensor | Callable[[Tensor], Tensor]
+#: A fixed mask, or a function ``(spikes, excess) -> mask`` of one call's (detached) output
+#: spikes and membrane excess over the threshold ``u - (threshold + offset)``.
+SpikeMask = Tensor | Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -270,27 +271,38 @@ class NeuronAdapter(abc.ABC):
     def set_spike_mask(self, mask: SpikeMask | None) -> None:
         """Multiply the module's output spikes by ``mask`` (broadcastable to one call's output).
 
-        ``mask`` is a tensor, or a function that receives each call's output spikes (detached;
-        ``[B, *features]`` single-step, ``[T, B, *features]`` multi-step) and returns the mask
-        for that call, e.g. :func:`~plasticity_plugins.kernels.competition.one_spike_per_step`.
+        ``mask`` is a tensor, or a function called at every forward call with that call's
+        output spikes and the membrane's excess over the threshold, ``u - (threshold +
+        offset)`` (both detached, ``[B, *features]`` single-step, ``[T, B, *features]``
+        multi-step), returning the mask for that call, e.g.
+        :func:`~plasticity_plugins.kernels.competition.one_spike_per_step`.
         ``None`` removes it. Used by k-winners-take-all, lateral inhibition and fire-once rules.
         The neuron's own reset still follows its unmasked spikes; downstream modules and the
         observation see the masked ones.
         """
         if mask is not None and not isinstance(mask, Tensor) and not callable(mask):
             raise TypeError(
-                f"{self.describe()}: a spike mask is a tensor, a function of the output spikes "
-                f"or None, got {type(mask).__name__}"
+                f"{self.describe()}: a spike mask is a tensor, a function (spikes, excess) -> "
+                f"mask or None, got {type(mask).__name__}"
             )
         self.spike_mask = mask
 
-    def mask_for(self, spikes: Tensor) -> Tensor | None:
-        """The mask for one call's output ``spikes`` on their device and dtype (None: no mask)."""
+    def mask_for(self, spikes: Tensor, membrane: Callable[[], Tensor]) -> Tensor | None:
+        """The mask for one call's output ``spikes`` on their device and dtype (None: no mask).
+
+        Args:
+            spikes: the call's output spikes (unmasked).
+            membrane: computes the call's pre-reset membrane (read only by a mask function).
+        """
         mask = self.spike_mask
         if mask is None:
             return None
         if not isinstance(mask, Tensor):
-            mask = mask(spikes.detach())
+            threshold: Tensor | float = self.spec.threshold
+            if self.threshold_offset is not None:
+                threshold = self.threshold_offset + threshold
+            excess = membrane().detach().reshape(spikes.shape) - threshold
+            mask = mask(spikes.detach(), excess)
         if mask.dtype != spikes.dtype or mask.device != spikes.device:
             mask = mask.to(device=spikes.device, dtype=spikes.dtype)
         return mask

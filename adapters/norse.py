@@ -452,7 +452,7 @@ class _NorseAdapter(NeuronAdapter):
         if getattr(module, "record_states", False):
             state = type(state)(*(t[-1] for t in state))
         self._last = _detach_state(state)
-        mask = self.mask_for(z)
+        mask = self.mask_for(z, call.membrane)
         if mask is not None:
             z = z * mask
             result = (z, *result[1:])

@@ -449,7 +449,8 @@ class _SnnTorchAdapter(NeuronAdapter):
         threshold = base if current is None else current
         single = isinstance(output, Tensor)
         spk = output if single else output[0]
-        mask = self.mask_for(spk)
+        mem = cast(Tensor, module._buffers["mem"])
+        mask = self.mask_for(spk, lambda: mem)
         if mask is not None:
             spk = spk * mask
             output = spk if single else (spk, *output[1:])
@@ -458,7 +459,6 @@ class _SnnTorchAdapter(NeuronAdapter):
             _check_spike_fn(module)
             self._surrogate_of = (module.spike_grad, _resolve_surrogate(module.spike_grad))
         psi = self._surrogate_of[1]
-        mem = cast(Tensor, module._buffers["mem"])
         s = spk.detach()
         if s.dtype != mem.dtype:
             s = s.to(mem.dtype)

@@ -34,6 +34,7 @@ SpikingJelly fires at ``u >= threshold`` (``fire_on_equal=True``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -359,17 +360,19 @@ class SpikingJellyNeuronAdapter(NeuronAdapter):
         if output is None or call is None or self._on_step is None:
             return None  # the forward raised (always_call), nothing to observe
         spikes: Tensor = output
-        mask = self.mask_for(spikes)
-        result = spikes if mask is None else spikes * mask
-        s = result.detach()
-        if not call.multi:
-            s = s.unsqueeze(0)
         v_seq = None
         if call.multi and getattr(module, "store_v_seq", False):
             v_seq = getattr(module, "v_seq", None)
 
+        @functools.cache
         def membrane() -> Tensor:
             return self._membrane(call, spikes, v_seq)
+
+        mask = self.mask_for(spikes, membrane)
+        result = spikes if mask is None else spikes * mask
+        s = result.detach()
+        if not call.multi:
+            s = s.unsqueeze(0)
 
         def surrogate(u: Tensor) -> Tensor:
             return self._psi(call, u)

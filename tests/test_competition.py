@@ -195,12 +195,26 @@ def test_lateral_inhibition_inhibits_every_other_neuron():
 def test_one_spike_per_step_keeps_one_spiking_neuron_per_step(shape, feature_dims):
     g = torch.Generator().manual_seed(5)
     spikes = (torch.rand(shape, generator=g) < 0.3).float()
-    mask = one_spike_per_step(spikes, feature_dims, generator=g)
-    assert mask.shape == spikes.shape and mask.dtype == spikes.dtype
-    kept = (mask * spikes).flatten(-feature_dims)
-    fired = spikes.flatten(-feature_dims).sum(-1)
-    torch.testing.assert_close(kept.sum(-1), (fired > 0).float(), rtol=0, atol=0)
-    torch.testing.assert_close(mask.flatten(-feature_dims).sum(-1), (fired > 0).float())
+    excess = torch.randn(shape, generator=g)
+    for mask in (
+        one_spike_per_step(spikes, None, feature_dims, generator=g),
+        one_spike_per_step(spikes, excess, feature_dims),
+    ):
+        assert mask.shape == spikes.shape and mask.dtype == spikes.dtype
+        kept = (mask * spikes).flatten(-feature_dims)
+        fired = spikes.flatten(-feature_dims).sum(-1)
+        torch.testing.assert_close(kept.sum(-1), (fired > 0).float(), rtol=0, atol=0)
+        torch.testing.assert_close(mask.flatten(-feature_dims).sum(-1), (fired > 0).float())
+    # with the excess: the spiking neuron with the largest excess, per leading index (loop)
+    flat_spikes = spikes.flatten(-feature_dims).reshape(-1, kept.shape[-1])
+    flat_excess = excess.flatten(-feature_dims).reshape(-1, kept.shape[-1])
+    flat_mask = mask.flatten(-feature_dims).reshape(-1, kept.shape[-1])
+    for row_spikes, row_excess, row_mask in zip(flat_spikes, flat_excess, flat_mask, strict=True):
+        spiking = [i for i in range(len(row_spikes)) if row_spikes[i] != 0]
+        expected = torch.zeros_like(row_mask)
+        if spiking:
+            expected[max(spiking, key=lambda i: float(row_excess[i]))] = 1.0
+        torch.testing.assert_close(row_mask, expected, rtol=0, atol=0)
 
 
 def test_one_spike_per_step_chooses_uniformly_among_the_spikers():
@@ -215,6 +229,8 @@ def test_one_spike_per_step_chooses_uniformly_among_the_spikers():
 def test_one_spike_per_step_refuses_bad_feature_dims():
     with pytest.raises(InputError, match=r"feature_dims=3 must lie in \[1, 2\]"):
         one_spike_per_step(torch.ones(2, 3), feature_dims=3)
+    with pytest.raises(InputError, match=r"excess \(2, 2\) must have the shape"):
+        one_spike_per_step(torch.ones(2, 3), torch.ones(2, 2))
 
 
 def test_n_spikes_raise_theta_by_0_05_n():

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import plasticity_plugins
+from plasticity_plugins.kernels.competition import one_spike_per_step
 from plasticity_plugins.networks import single_layer
 from plasticity_plugins.rules import STDP, LocalRule, PairView, RuleState
 
@@ -105,23 +106,31 @@ def test_matched_neurons_give_the_same_stdp_grad(problem):
         torch.testing.assert_close(grad, reference, rtol=1e-6, atol=1e-6, msg=str(case))
 
 
-def lowest_spiking_neuron(spikes):
+def lowest_spiking_neuron(spikes, excess):
     """A deterministic one-spike-per-step mask: the spiking neuron of lowest index."""
+    assert excess.shape == spikes.shape
     fired = spikes != 0
+    assert bool((excess[fired] >= 0).all()), "spiking neurons are at or over the threshold"
     first = fired.to(torch.uint8).argmax(-1, keepdim=True)
     return torch.zeros_like(spikes).scatter_(-1, first, fired.any(-1, keepdim=True).to(spikes))
 
 
-def test_a_spike_mask_function_masks_every_call_and_leaves_the_neuron_alone(problem):
+@pytest.mark.parametrize("choose", ["lowest", "largest_excess"])
+def test_a_spike_mask_function_masks_every_call_and_leaves_the_neuron_alone(problem, choose):
     weight, inputs = problem
     unmasked = Recorder()
     run("snntorch", False, weight, inputs, unmasked)
     reference = unmasked.sequence()
-    expected = reference["s"] * lowest_spiking_neuron(reference["s"])
+    if choose == "lowest":
+        mask_fn = lowest_spiking_neuron
+        expected = reference["s"] * lowest_spiking_neuron(reference["s"], reference["u"] - 1.0)
+    else:
+        mask_fn = one_spike_per_step
+        expected = one_spike_per_step(reference["s"], reference["u"] - 1.0)
     assert 0 < expected.sum() < reference["s"].sum(), "the test needs steps with several spikes"
     for case in CASES:
         recorder = Recorder()
-        run(*case, weight, inputs, recorder, spike_mask=lowest_spiking_neuron)
+        run(*case, weight, inputs, recorder, spike_mask=mask_fn)
         seen = recorder.sequence()
         torch.testing.assert_close(seen["s"], expected, rtol=0, atol=0, msg=str(case))
         # the neuron's own reset follows its unmasked spikes

@@ -316,42 +316,62 @@ def lateral_inhibition(spikes: Tensor, strength: float, dim: int = 1) -> Tensor:
 
 
 def one_spike_per_step(
-    spikes: Tensor, feature_dims: int = 1, generator: torch.Generator | None = None
+    spikes: Tensor,
+    excess: Tensor | None = None,
+    feature_dims: int = 1,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Mask keeping at most one spike per sample and step, chosen uniformly among the spikers.
+    """Mask keeping at most one spike per sample and step: the one furthest over threshold.
 
-    BindsNET's ``one_spike`` of its Diehl & Cook neurons: when several excitatory neurons cross
-    the threshold in the same step (their order is below the step's resolution), only one of
-    them spikes, so lateral inhibition sees one winner. The others' own reset is unaffected
-    (the mask acts on the output). Hand it to an adapter as a spike mask
-    (``adapter.set_spike_mask(one_spike_per_step)``).
+    When several excitatory neurons cross the threshold within one step, their order is below
+    the step's resolution and lateral inhibition, one step later, cannot choose between them.
+    This lets one of them spike (BindsNET's ``one_spike`` of its Diehl & Cook neurons, which
+    picks at random): with ``excess`` (``u - threshold``) the neuron with the largest excess,
+    which in continuous time would have crossed first at equal input; without it, one chosen
+    uniformly at random. The others' own reset is unaffected (the mask acts on the output).
+    Hand it to an adapter as a spike mask (``adapter.set_spike_mask(one_spike_per_step)``:
+    adapters call it with each call's spikes and excess).
 
     Args:
         spikes: ``[..., *features]`` spikes; the last ``feature_dims`` dimensions are the
             competing neurons, every leading index (time, batch) chooses on its own.
+        excess: membrane minus threshold, shaped as ``spikes``; None: choose at random (ties
+            in the excess go to the lowest index).
         feature_dims: number of trailing feature dimensions (1 for ``[B, F]``, 3 for
             ``[B, C, H, W]``).
-        generator: random generator for the choice (on ``spikes``' device).
+        generator: random generator for the random choice (on ``spikes``' device).
 
     Returns:
         A 0/1 mask of ``spikes``' shape and dtype with at most one 1 per leading index, on a
         neuron that spiked.
 
     Example:
-        >>> spikes = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-        >>> mask = one_spike_per_step(spikes)
-        >>> mask.sum(1).tolist(), (mask * spikes).sum(1).tolist()
-        ([1.0, 0.0, 1.0], [1.0, 0.0, 1.0])
+        >>> spikes = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+        >>> excess = torch.tensor([[0.2, 3.0, 0.5], [-1.0, -2.0, -3.0], [0.4, 0.1, 0.0]])
+        >>> one_spike_per_step(spikes, excess)
+        tensor([[0., 0., 1.],
+                [0., 0., 0.],
+                [0., 1., 0.]])
+        >>> one_spike_per_step(spikes).sum(1)  # at random
+        tensor([1., 0., 1.])
     """
     if not 1 <= feature_dims <= spikes.dim():
         raise InputError(
             f"one_spike_per_step: feature_dims={feature_dims} must lie in [1, {spikes.dim()}] "
             f"for spikes of shape {tuple(spikes.shape)}"
         )
+    if excess is not None and excess.shape != spikes.shape:
+        raise InputError(
+            f"one_spike_per_step: excess {tuple(excess.shape)} must have the shape of the "
+            f"spikes {tuple(spikes.shape)}"
+        )
     fired = (spikes != 0).flatten(-feature_dims)
-    # i.i.d. uniform keys, lifted by 1 where a neuron spiked: the argmax is a spiking neuron
-    # (if any), uniformly chosen among them
-    keys = torch.rand(fired.shape, generator=generator, device=spikes.device).add_(fired)
+    if excess is None:
+        # i.i.d. uniform keys, lifted by 1 where a neuron spiked: the argmax is a spiking
+        # neuron (if any), uniformly chosen among them
+        keys = torch.rand(fired.shape, generator=generator, device=spikes.device).add_(fired)
+    else:
+        keys = excess.flatten(-feature_dims).masked_fill(~fired, -math.inf)
     winner = keys.argmax(-1, keepdim=True)
     mask = torch.zeros(fired.shape, dtype=spikes.dtype, device=spikes.device)
     mask.scatter_(-1, winner, fired.any(-1, keepdim=True).to(spikes.dtype))
