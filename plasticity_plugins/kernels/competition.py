@@ -335,8 +335,8 @@ def one_spike_per_step(
     Args:
         spikes: ``[..., *features]`` spikes; the last ``feature_dims`` dimensions are the
             competing neurons, every leading index (time, batch) chooses on its own.
-        excess: membrane minus threshold, shaped as ``spikes``; None: choose at random (ties
-            in the excess go to the lowest index).
+        excess: membrane minus threshold, shaped as ``spikes`` (equal excesses: the lowest
+            index wins); None: choose at random.
         feature_dims: number of trailing feature dimensions (1 for ``[B, F]``, 3 for
             ``[B, C, H, W]``).
         generator: random generator for the random choice (on ``spikes``' device).
