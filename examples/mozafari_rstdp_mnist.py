@@ -130,10 +130,7 @@ class MozafariNet(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """Conv3's input: the pooled conv2 spike wave at the last step ``[B, 250, 5, 5]``."""
-        wave = self._layer(self.conv1, self.sn1, x)
-        pooled = self.pools[0](wave.flatten(0, 1)).unflatten(0, wave.shape[:2])
-        wave = self._layer(self.conv2, self.sn2, new_spikes(pooled))
-        return self.pools[1](wave[-1])
+        return self.pools[1](self.forward(x, depth=2)[-1])
 
     def decision_layer(self, inputs: Tensor) -> Tensor:
         """Conv3 on :meth:`features` as ONE time step -> its spike waves ``[1, B, 200, 1, 1]``.
@@ -261,7 +258,7 @@ def main(argv: list[str] | None = None) -> float:
     handle = plasticity_plugins.attach(net, {"conv3": rule3}, optimizer=optimizer)
     start = time.perf_counter()
     epoch_accuracy: list[float] = []
-    block = torch.zeros(3)  # correct, wrong, images since the last rate adaptation
+    block_hits = block_misses = block_images = 0  # since the last rate adaptation
     for epoch in range(args.l3_epochs):
         hits = 0
         order = seeded(args.seed + 10 + epoch)
@@ -277,12 +274,14 @@ def main(argv: list[str] | None = None) -> float:
             optimizer.step()  # clamps to [0.2, 0.8]
             optimizer.zero_grad(set_to_none=True)
             hits += int(correct.sum())
-            block += torch.tensor([correct.sum(), (~correct & (predicted >= 0)).sum(), len(labels)])
-            if block[2] >= args.adapt_every:
+            block_hits += int(correct.sum())
+            block_misses += int((~correct & (predicted >= 0)).sum())
+            block_images += len(labels)
+            if block_images >= args.adapt_every:
                 rule3.adapt_rates(
-                    hit_ratio=float(block[0] / block[2]), miss_ratio=float(block[1] / block[2])
+                    hit_ratio=block_hits / block_images, miss_ratio=block_misses / block_images
                 )
-                block.zero_()
+                block_hits = block_misses = block_images = 0
         epoch_accuracy.append(100.0 * hits / len(x_train))
     handle.detach()
     timings[f"conv3 R-STDP ({args.l3_epochs} x {len(x_train)} images)"] = (
