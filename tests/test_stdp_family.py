@@ -13,6 +13,7 @@ import torch
 from stdp_reference import (
     conv_family_reference,
     first_spike_reference,
+    k_winners_reference,
     linear_family_reference,
 )
 from torch import nn
@@ -307,12 +308,16 @@ def test_per_sample_outer_products_equal_one_call_per_sample(dims):
 
 
 @pytest.mark.parametrize("dependence", DEPENDENCES, ids=[d[0] for d in DEPENDENCES])
-@pytest.mark.parametrize("layer", ["linear", "conv2d"])
+@pytest.mark.parametrize("layer", ["linear", "conv1d", "conv2d"])
 def test_first_spike_kernel_matches_loop(layer, dependence):
     g = torch.Generator().manual_seed(6)
     if layer == "linear":
         geometry, w = None, torch.rand(5, 7, generator=g, dtype=torch.float64)
         pre_shape, post_shape = (3, 7), (3, 5)
+    elif layer == "conv1d":  # dilation 2, padding 2: receptive fields reach into the padding
+        geometry = ConvGeometry((1,), (2,), (2,), 2)
+        w = torch.rand(4, 3, 3, generator=g, dtype=torch.float64)
+        pre_shape, post_shape = (3, 6, 7), (3, 4, 7)
     else:
         geometry = ConvGeometry((2, 2), (1, 1), (1, 1), 2)
         w = torch.rand(4, 2, 3, 3, generator=g, dtype=torch.float64)
@@ -545,6 +550,56 @@ def test_mozafari_winners_accumulate_over_single_step_calls_like_one_call():
         drive(rule, conv, pre[t : t + 1], post[t : t + 1], u[t : t + 1], state, first_step=t)
     torch.testing.assert_close(conv.weight.grad, whole, rtol=1e-12, atol=1e-15)
     assert whole.abs().sum() > 0
+
+
+def _pointwise_reference(time, potential):
+    """Per sample and position, the one feature SpykeTorch's pointwise inhibition keeps."""
+    keep = np.zeros(time.shape, dtype=bool)
+    for b in range(time.shape[0]):
+        for pos in np.ndindex(*time.shape[2:]):
+            cells = [
+                (time[(b, f, *pos)], -potential[(b, f, *pos)], f)
+                for f in range(time.shape[1])
+                if np.isfinite(time[(b, f, *pos)])
+            ]
+            if cells:
+                keep[(b, min(cells)[2], *pos)] = True
+    return keep
+
+
+def test_mozafari_pointwise_winners_are_first_at_their_position():
+    g = torch.Generator().manual_seed(11)
+    conv = nn.Conv2d(2, 4, 3, padding=1, bias=False).double()
+    with torch.no_grad():
+        conv.weight.uniform_(0.2, 0.9, generator=g)
+    pre = spikes(5, 2, 2, 5, 5, p=0.3, generator=g)
+    post = torch.cumsum(spikes(5, 2, 4, 5, 5, p=0.1, generator=g), 0).clamp(max=1)
+    u = torch.randint(1, 4, (5, 2, 4, 5, 5), generator=g).double()  # ties in potential too
+    drive(MozafariSTDP(k=3, radius=None, pointwise=True), conv, pre, post, u)
+    first = torch.where(post.bool(), torch.arange(5).view(-1, 1, 1, 1, 1), 99).amin(0)
+    time = torch.where(first < 99, first.double(), math.inf).numpy()
+    potential = u.gather(0, first.clamp(max=4).unsqueeze(0)).squeeze(0).numpy()
+    keep = _pointwise_reference(time, potential)
+    winners = k_winners_reference(np.where(keep, time, np.inf), potential, 3, None)
+    plain = k_winners_reference(time, potential, 3, None)
+    assert not np.array_equal(winners, plain), "the case must tell pointwise from plain k-WTA"
+    pre_time = torch.where(pre.bool(), torch.arange(5).view(-1, 1, 1, 1, 1), 99).amin(0).double()
+    pre_time[pre_time == 99] = math.inf
+    w = conv.weight.detach().numpy()
+    expected = first_spike_reference(
+        pre_time.numpy(), time, winners, w, ConvGeometry((1, 1), (1, 1), (1, 1), 1), 0.004,
+        0.003, ("mozafari", 0.0, 1.0, 1.0),
+    )  # fmt: skip
+    np.testing.assert_allclose(-conv.weight.grad.numpy(), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_mozafari_pointwise_needs_spatial_neurons_and_a_bool():
+    fc = nn.Linear(3, 2, bias=False)
+    x, s = spikes(2, 1, 3, dtype=torch.float32), torch.ones(2, 1, 2)
+    with pytest.raises(InputError, match="pointwise=True needs neurons with spatial"):
+        drive(MozafariSTDP(k=1, radius=None, pointwise=True), fc, x, s)
+    with pytest.raises(ValueError, match="pointwise must be a bool"):
+        MozafariSTDP(pointwise=1)
 
 
 def test_mozafari_rate_schedule():

@@ -35,6 +35,7 @@ Gerstner 2006) and the first-spike rule of Mozafari et al. 2019 are the other tw
 
 from __future__ import annotations
 
+import math
 from typing import Literal, NamedTuple
 
 import torch
@@ -45,6 +46,7 @@ from .synapse import (
     gradient_layout,
     outer_accumulate_,
     outer_per_sample_accumulate_,
+    receptive_fields,
     stacked_rows,
 )
 from .traces import TraceKind, trace_sequence, trace_step
@@ -474,9 +476,11 @@ def first_spike_stdp_accumulate_(
         count[j]     = sum_{b, pos} c[b] post_weight[b, j]
         dw = a_plus f_plus(w) causal(c = a_plus) - a_minus f_minus(w) (count - causal)(c = a_minus)
 
-    (per-sample amplitudes ``a[b]`` apply along the batch axis). The causal indicator is one
-    GEMM / weight convolution over rows stacked by the distinct post spike times (at most the
-    number of time steps).
+    (per-sample amplitudes ``a[b]`` apply along the batch axis). Only the selected neurons'
+    weight rows are touched: their receptive fields are gathered
+    (:func:`~plasticity_plugins.kernels.synapse.receptive_fields`), compared with their spike
+    times and added with one ``index_add_``, so the cost grows with the number of winners times
+    the kernel size, not with the layer.
 
     Args:
         acc: accumulator with the weight's shape.
@@ -501,48 +505,22 @@ def first_spike_stdp_accumulate_(
         >>> acc  # pre 0 spiked first: LTP; pre 1 spiked after the post neuron: LTD
         tensor([[ 0.0040, -0.0030]])
     """
-    batch = post_weight.shape[0]
-    selected = post_weight != 0
-    if not bool(selected.any()):
+    selected = post_weight.nonzero()
+    if selected.numel() == 0:
         return acc
     dtype = acc.dtype
-    coef_plus = torch.as_tensor(a_plus, dtype=dtype, device=acc.device).expand(batch)
-    coef_minus = torch.as_tensor(a_minus, dtype=dtype, device=acc.device).expand(batch)
-    times = torch.unique(post_time[selected])
-    expand_post = (-1, *([1] * post_time.dim()))
-    expand_pre = (-1, *([1] * pre_time.dim()))
-    post_rows = torch.where(
-        post_time.unsqueeze(0) == times.view(expand_post), post_weight.to(dtype).unsqueeze(0), 0.0
-    ).reshape(-1, *post_time.shape[1:])
-    pre_rows = (
-        (pre_time.unsqueeze(0) <= times.view(expand_pre)).to(dtype).reshape(-1, *pre_time.shape[1:])
-    )
-    per_row = (-1, *([1] * (post_time.dim() - 1)))
-    weighted = post_weight.to(dtype)
-    count_shape = (-1, *([1] * (acc.dim() - 1)))
-
-    def coefficient_rows(coef: Tensor) -> Tensor:
-        return post_rows * coef.repeat(times.numel()).view(per_row)
-
-    def count(coef: Tensor) -> Tensor:
-        summed = (weighted * coef.view(per_row)).sum(0)
-        return summed.reshape(summed.shape[0], -1).sum(1).view(count_shape)
-
-    f_plus, f_minus = factors if factors is not None else (None, None)
-    if f_plus is f_minus:
-        # One GEMM: f * (causal(a+) + causal(a-) - count(a-)).
-        delta = outer_accumulate_(
-            torch.zeros_like(acc), coefficient_rows(coef_plus + coef_minus), pre_rows, 1.0, conv
-        ).sub_(count(coef_minus))
-        if f_plus is not None:
-            delta.mul_(f_plus)
-        return acc.add_(delta, alpha=alpha)
-    causal_plus = outer_accumulate_(
-        torch.zeros_like(acc), coefficient_rows(coef_plus), pre_rows, 1.0, conv
-    )
-    anti = outer_accumulate_(
-        torch.zeros_like(acc), coefficient_rows(coef_minus), pre_rows, -1.0, conv
-    ).add_(count(coef_minus))
-    assert f_plus is not None and f_minus is not None
-    causal_plus.mul_(f_plus).addcmul_(anti, f_minus, value=-1.0)
-    return acc.add_(causal_plus, alpha=alpha)
+    batch = post_weight.shape[0]
+    at = tuple(selected.T)
+    sample, feature = selected[:, 0], selected[:, 1]
+    row_shape = (-1, *([1] * (acc.dim() - 1)))
+    weight = post_weight[at].to(dtype)
+    coef_plus = torch.as_tensor(a_plus, dtype=dtype, device=acc.device).expand(batch)[sample]
+    coef_minus = torch.as_tensor(a_minus, dtype=dtype, device=acc.device).expand(batch)[sample]
+    fields = receptive_fields(pre_time, selected, tuple(acc.shape), conv, pad_value=math.inf)
+    causal = fields <= post_time[at].view(row_shape)
+    plus = (coef_plus * weight).view(row_shape)
+    minus = (coef_minus * weight).view(row_shape)
+    if factors is not None:
+        plus = plus * factors[0][feature]
+        minus = minus * factors[1][feature]
+    return acc.index_add_(0, feature, torch.where(causal, plus, -minus), alpha=alpha)

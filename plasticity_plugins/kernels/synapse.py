@@ -188,3 +188,58 @@ def outer_per_sample_accumulate_(
         conv.groups * batch,
     )
     return acc.add_(delta.view(acc.shape), alpha=alpha)
+
+
+def receptive_fields(
+    pre: Tensor,
+    outputs: Tensor,
+    weight_shape: tuple[int, ...],
+    conv: ConvGeometry | None = None,
+    pad_value: float = 0.0,
+) -> Tensor:
+    """The pre-synaptic values each selected output unit sees, in its weight row's layout.
+
+    Args:
+        pre: ``[B, in]`` (Linear) or ``[B, C_in, *spatial_in]`` (Conv).
+        outputs: ``[n, 2 + d]`` long, rows ``(sample, out_feature, *position)`` (``d = 0`` for
+            Linear), e.g. ``post.nonzero()`` of a tensor in the synapse's output layout.
+        weight_shape: the synapse weight's shape ``[out, in]`` / ``[out, C_in / groups, *k]``.
+        conv: convolution geometry; None for Linear.
+        pad_value: what a position in the zero padding reads as.
+
+    Returns:
+        ``[n, *weight_shape[1:]]``: row ``r`` holds the inputs that weight ``out_feature`` of
+        row ``r`` multiplies at that sample and position, so that ``sum_r rows[r] * post[r]``
+        added to the weight rows ``out_feature`` is :func:`outer_accumulate_` restricted to the
+        selected units.
+
+    Example:
+        >>> pre = torch.arange(5.0).view(1, 1, 5)  # one sample, one channel, length 5
+        >>> conv = ConvGeometry(stride=(1,), padding=(1,), dilation=(1,))
+        >>> receptive_fields(pre, torch.tensor([[0, 0, 0], [0, 1, 4]]), (2, 1, 3), conv, -1.0)
+        tensor([[[-1.,  0.,  1.]],
+        <BLANKLINE>
+                [[ 3.,  4., -1.]]])
+    """
+    sample, feature = outputs[:, 0], outputs[:, 1]
+    if conv is None:
+        return pre.reshape(pre.shape[0], -1)[sample]
+    dims = len(conv.stride)
+    n = outputs.shape[0]
+    in_per_group = weight_shape[1]
+    out_per_group = weight_shape[0] // conv.groups
+    pad = [p for p in reversed(conv.padding) for _ in range(2)]
+    padded = torch.nn.functional.pad(pre, pad, value=pad_value) if any(pad) else pre
+    view = (n, *([1] * (dims + 1)))
+    index: list[Tensor] = [sample.view(view)]
+    channel = (feature // out_per_group).unsqueeze(1) * in_per_group
+    channel = channel + torch.arange(in_per_group, device=pre.device)
+    index.append(channel.view(n, in_per_group, *([1] * dims)))
+    for axis in range(dims):
+        size = weight_shape[2 + axis]
+        offsets = torch.arange(size, device=pre.device) * conv.dilation[axis]
+        coordinate = outputs[:, 2 + axis].unsqueeze(1) * conv.stride[axis] + offsets
+        shape = [n, 1] + [1] * dims
+        shape[2 + axis] = size
+        index.append(coordinate.view(shape))
+    return padded[tuple(index)]

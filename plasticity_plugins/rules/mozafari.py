@@ -10,7 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..kernels.competition import first_spike_times, k_winners, value_at_first_spike
+from ..kernels.competition import (
+    first_spike_times,
+    k_winners,
+    pointwise_inhibition,
+    value_at_first_spike,
+)
 from ..kernels.stdp import WeightDependence, first_spike_stdp_accumulate_
 from ._reward import RewardInbox
 from .base import PairView, RuleState, UpdateSink, conv_geometry
@@ -39,15 +44,21 @@ class WinnerGatedSTDP(WeightDependent):
         dw = + a_plus  f_plus(w)   the pre neuron spiked no later than the winner (same step)
         dw = - a_minus f_minus(w)  otherwise (later, never, or zero padding)
 
+    With ``pointwise=True`` only the feature that spiked first at its position (ties: the larger
+    potential; :func:`~plasticity_plugins.kernels.competition.pointwise_inhibition`) can win
+    there, as SpykeTorch's ``pointwise_inhibition`` before ``get_k_winners`` when a layer learns.
+
     Args:
         k: winners per sample (<= the number of features).
         radius: inhibition radius in positions; None inhibits only the winner's feature map
             (required for neurons without spatial dimensions, e.g. after a Linear synapse).
+        pointwise: one candidate feature per position (above); needs a Conv synapse.
         weight_dependence, mu, w_min, w_max: see :class:`WeightDependent`.
     """
 
     k: int = 5
     radius: int | None = 3
+    pointwise: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -58,6 +69,8 @@ class WinnerGatedSTDP(WeightDependent):
             isinstance(self.radius, bool) or not isinstance(self.radius, int) or self.radius < 0
         ):
             raise ValueError(f"{name}: radius must be None or an int >= 0, got {self.radius!r}")
+        if not isinstance(self.pointwise, bool):
+            raise ValueError(f"{name}: pointwise must be a bool, got {self.pointwise!r}")
 
     def _observe(self, view: PairView, state: RuleState) -> None:
         """Track first spikes, select the winners, keep the new winners' update pending."""
@@ -85,8 +98,17 @@ class WinnerGatedSTDP(WeightDependent):
         if bool(fresh.any()):
             potential = value_at_first_spike(view.neuron.u.to(dtype), spikes)
             post_u = torch.where(fresh, potential, post_u)
+        candidate_time = post_time
+        if self.pointwise:
+            if post_time.dim() < 3:
+                raise InputError(
+                    f"{name} on {view.name}: pointwise=True needs neurons with spatial "
+                    f"dimensions (a Conv synapse), got neurons {tuple(spikes.shape[2:])}"
+                )
+            keep = pointwise_inhibition(post_time, post_u)
+            candidate_time = torch.where(keep, post_time, inf)
         try:
-            winners = k_winners(post_time, post_u, self.k, self.radius)
+            winners = k_winners(candidate_time, post_u, self.k, self.radius)
         except InputError as exc:
             raise InputError(
                 f"{name} on {view.name} (neurons {tuple(spikes.shape[2:])}): {exc}"
@@ -171,7 +193,7 @@ class MozafariSTDP(WinnerGatedSTDP):
         a_minus: depression rate, positive (0.003).
         schedule_every, schedule_factor, a_plus_max, minus_ratio: the schedule (500, 2, 0.15,
             0.75).
-        k, radius, weight_dependence, mu, w_min, w_max: keyword-only, see
+        k, radius, pointwise, weight_dependence, mu, w_min, w_max: keyword-only, see
             :class:`WinnerGatedSTDP`.
 
     Example:
