@@ -197,6 +197,22 @@ def first_spike_reference(pre_time, post_time, winners, w, geometry, a_plus, a_m
     return dw / batch
 
 
+def pointwise_reference(time, potential):
+    """Per sample and position, the one feature SpykeTorch's pointwise inhibition keeps:
+    earliest spike, then larger potential, then lower feature index."""
+    out = np.zeros(time.shape, dtype=bool)
+    for b in range(time.shape[0]):
+        for pos in np.ndindex(*time.shape[2:]):
+            cells = [
+                (time[(b, f, *pos)], -potential[(b, f, *pos)], f)
+                for f in range(time.shape[1])
+                if np.isfinite(time[(b, f, *pos)])
+            ]
+            if cells:
+                out[(b, min(cells)[2], *pos)] = True
+    return out
+
+
 def k_winners_reference(time, potential, k, radius):
     """k-WTA one sample at a time with Python lists: sort by (time, -potential, flat index)."""
     batch, features = time.shape[:2]

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from stdp_reference import k_winners_reference
+from stdp_reference import k_winners_reference, pointwise_reference
 
 from plasticity_plugins import InputError
 from plasticity_plugins.kernels import competition
@@ -147,20 +147,6 @@ def test_k_winners_stops_when_candidates_run_out_and_refuses_bad_k():
         k_winners(time, torch.zeros(2, 3), k=1)
     with pytest.raises(InputError, match="at most 2 spatial"):
         k_winners(torch.zeros(1, 2, 3, 3, 3), torch.zeros(1, 2, 3, 3, 3), k=1)
-
-
-def pointwise_reference(time, potential):
-    out = np.zeros(time.shape, dtype=bool)
-    for b in range(time.shape[0]):
-        for pos in np.ndindex(*time.shape[2:]):
-            cells = [
-                (time[(b, f, *pos)], -potential[(b, f, *pos)], f)
-                for f in range(time.shape[1])
-                if np.isfinite(time[(b, f, *pos)])
-            ]
-            if cells:
-                out[(b, min(cells)[2], *pos)] = True
-    return out
 
 
 def test_pointwise_inhibition_matches_loop():

@@ -15,6 +15,7 @@ from stdp_reference import (
     first_spike_reference,
     k_winners_reference,
     linear_family_reference,
+    pointwise_reference,
 )
 from torch import nn
 
@@ -552,21 +553,6 @@ def test_mozafari_winners_accumulate_over_single_step_calls_like_one_call():
     assert whole.abs().sum() > 0
 
 
-def _pointwise_reference(time, potential):
-    """Per sample and position, the one feature SpykeTorch's pointwise inhibition keeps."""
-    keep = np.zeros(time.shape, dtype=bool)
-    for b in range(time.shape[0]):
-        for pos in np.ndindex(*time.shape[2:]):
-            cells = [
-                (time[(b, f, *pos)], -potential[(b, f, *pos)], f)
-                for f in range(time.shape[1])
-                if np.isfinite(time[(b, f, *pos)])
-            ]
-            if cells:
-                keep[(b, min(cells)[2], *pos)] = True
-    return keep
-
-
 def test_mozafari_pointwise_winners_are_first_at_their_position():
     g = torch.Generator().manual_seed(11)
     conv = nn.Conv2d(2, 4, 3, padding=1, bias=False).double()
@@ -579,7 +565,7 @@ def test_mozafari_pointwise_winners_are_first_at_their_position():
     first = torch.where(post.bool(), torch.arange(5).view(-1, 1, 1, 1, 1), 99).amin(0)
     time = torch.where(first < 99, first.double(), math.inf).numpy()
     potential = u.gather(0, first.clamp(max=4).unsqueeze(0)).squeeze(0).numpy()
-    keep = _pointwise_reference(time, potential)
+    keep = pointwise_reference(time, potential)
     winners = k_winners_reference(np.where(keep, time, np.inf), potential, 3, None)
     plain = k_winners_reference(time, potential, 3, None)
     assert not np.array_equal(winners, plain), "the case must tell pointwise from plain k-WTA"
