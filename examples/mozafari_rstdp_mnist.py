@@ -31,9 +31,9 @@ are trained on ``--l1-images`` / ``--l2-images`` images (paper: 2 and 4 epochs o
 conv3 for ``--l3-epochs`` epochs of the 4000-image training subset (paper: up to 680 of 60000);
 to let the STDP rates reach their cap of 0.15 within these few images, they double every
 ``--schedule-every`` = 100 images (paper: every 500), which brings conv1 and conv2 to nearly
-binary weights; images are shown one at a time (``--batch-size
-1``; a larger batch averages the winners' updates over the batch, i.e. divides the per-image
-learning rate by the batch size).
+binary weights; images are shown one at a time (``--batch-size 1``; a larger batch averages
+the winners' updates over the batch, i.e. divides the per-image learning rate by the batch
+size).
 
     python examples/mozafari_rstdp_mnist.py --framework spikingjelly
 """
@@ -218,8 +218,9 @@ def train_decision_layer(
             rule.reward(torch.where(predicted < 0, 0.0, reward))
             optimizer.step()  # clamps to [0.2, 0.8]
             optimizer.zero_grad(set_to_none=True)
-            hits += int(correct.sum())
-            block_hits += int(correct.sum())
+            n_correct = int(correct.sum())
+            hits += n_correct
+            block_hits += n_correct
             block_misses += int((~correct & (predicted >= 0)).sum())
             block_images += len(targets)
             if block_images >= adapt_every:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from script_runner import ROOT
+from script_runner import ROOT, import_script
 from script_runner import run_script as run
 
 
@@ -73,15 +73,9 @@ def test_mozafari_decision_layer_learns_with_rstdp():
     10 %; with the reward's sign flipped: 3 % then 1 %)."""
     pytest.importorskip("spikingjelly")
     sklearn_datasets = pytest.importorskip("sklearn.datasets")
-    import sys
-
     import torch
 
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import mozafari_rstdp_mnist as example
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
+    example = import_script("examples", "mozafari_rstdp_mnist")
     images, labels = sklearn_datasets.load_digits(return_X_y=True)
     x = torch.tensor(images, dtype=torch.float32) / 16.0
     y = torch.tensor(labels)

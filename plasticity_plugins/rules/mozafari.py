@@ -296,8 +296,8 @@ class RSTDP(WinnerGatedSTDP):
     Args:
         a_plus, a_minus: reward rates (0.004, 0.003).
         punish_a_plus, punish_a_minus: punishment rates (-0.004, -0.0005).
-        k, radius, weight_dependence, mu, w_min, w_max: keyword-only, see
-            :class:`WinnerGatedSTDP` (defaults 1, None, "additive", 1, 0.2, 0.8).
+        k, radius, pointwise, weight_dependence, mu, w_min, w_max: keyword-only, see
+            :class:`WinnerGatedSTDP` (defaults 1, None, False, "additive", 1, 0.2, 0.8).
 
     Example:
         >>> import torch, snntorch as snn, plasticity_plugins
