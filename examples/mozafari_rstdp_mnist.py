@@ -146,7 +146,14 @@ class MozafariNet(nn.Module):
             weight = self.conv3.weight
             potential = F.linear(inputs.flatten(1), weight.flatten(1))
             self.potential3 = potential.view(1, -1, weight.shape[0], 1, 1)
-        return self._layer(self.conv3, self.sn3, sequence)
+        # oneDNN re-lays out conv3's 1.25 M weights at every call (R-STDP changes them after
+        # every image): 1-3 ms against 0.1-0.2 ms for PyTorch's own im2col + matrix product
+        onednn = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False
+        try:
+            return self._layer(self.conv3, self.sn3, sequence)
+        finally:
+            torch.backends.mkldnn.enabled = onednn
 
     def forward(self, x: Tensor, depth: int = 3) -> Tensor:
         """Spike waves of layer ``depth``; with depth 3 also sets :attr:`potential3`."""

@@ -149,6 +149,22 @@ def test_k_winners_stops_when_candidates_run_out_and_refuses_bad_k():
         k_winners(torch.zeros(1, 2, 3, 3, 3), torch.zeros(1, 2, 3, 3, 3), k=1)
 
 
+def test_k_winners_finds_a_winner_below_the_recomputed_bounds():
+    """The first winner's window removes the best spikes of features 1-5, so the table's
+    bounds for them are stale: features 1-4 are recomputed first (the largest bounds), then
+    feature 5's stale bound is chosen, recomputed and loses to feature 6 (all spike at t = 0)."""
+    time = torch.zeros(1, 7, 1, 9)
+    potential = torch.ones(1, 7, 1, 9)
+    potential[0, 0, 0, 0] = 10.0  # the first winner
+    potential[0, 1:5, 0, 1] = 9.0  # inside its window (radius 1)
+    potential[0, 5, 0, 1], potential[0, 5, 0, 8] = 5.0, 4.0
+    potential[0, 6, 0, 8] = 4.5
+    winners = k_winners(time, potential, k=2, radius=1)
+    assert winners.nonzero().tolist() == [[0, 0, 0, 0], [0, 6, 0, 8]]
+    expected = k_winners_reference(time.double().numpy(), potential.double().numpy(), 2, 1)
+    np.testing.assert_array_equal(winners.numpy(), expected)
+
+
 def test_pointwise_inhibition_matches_loop():
     g = torch.Generator().manual_seed(3)
     for shape in [(3, 6, 5, 5), (2, 4, 7), (4, 5)]:
@@ -165,6 +181,22 @@ def test_first_spike_helpers():
     values = torch.arange(9.0).view(3, 1, 3)
     assert first_spike_times(spikes, start=5).tolist() == [[6.0, 5.0, math.inf]]
     assert value_at_first_spike(values, spikes).tolist() == [[3.0, 1.0, 0.0]]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bool, torch.int64])
+def test_first_spike_helpers_match_a_loop(dtype):
+    g = torch.Generator().manual_seed(5)
+    steps, shape = 300, (2, 3, 4)
+    spikes = (torch.rand(steps, *shape, generator=g) < 0.004).to(dtype)
+    values = torch.randn(steps, *shape, generator=g, dtype=torch.float64)
+    expected_time = torch.full(shape, math.inf)
+    expected_value = torch.zeros(shape, dtype=torch.float64)
+    for t in reversed(range(steps)):  # the earliest spike is written last
+        expected_time[spikes[t] != 0] = 7.0 + t
+        expected_value[spikes[t] != 0] = values[t][spikes[t] != 0]
+    assert torch.isinf(expected_time).any() and torch.isfinite(expected_time).any()
+    assert torch.equal(first_spike_times(spikes, start=7).float(), expected_time)
+    assert torch.equal(value_at_first_spike(values, spikes), expected_value)
 
 
 def test_lateral_inhibition_inhibits_every_other_neuron():

@@ -37,13 +37,10 @@ def first_spike_times(spikes: Tensor, start: int = 0) -> Tensor:
         >>> first_spike_times(torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0]]), start=10)
         tensor([11., inf])
     """
-    fired = spikes != 0
-    steps = spikes.shape[0]
-    index = torch.arange(steps, device=spikes.device).view(-1, *([1] * (spikes.dim() - 1)))
-    first = torch.where(fired, index, steps).amin(0)
+    first = _first_index(spikes)
     dtype = spikes.dtype if spikes.dtype.is_floating_point else torch.float32
     out = first.to(dtype) + start
-    return out.masked_fill_(first == steps, math.inf)
+    return out.masked_fill_(first == spikes.shape[0], math.inf)
 
 
 def value_at_first_spike(values: Tensor, spikes: Tensor) -> Tensor:
@@ -61,12 +58,23 @@ def value_at_first_spike(values: Tensor, spikes: Tensor) -> Tensor:
         >>> value_at_first_spike(torch.tensor([[0.5], [2.0], [3.0]]), spikes)
         tensor([2.])
     """
-    fired = spikes != 0
     steps = spikes.shape[0]
-    index = torch.arange(steps, device=spikes.device).view(-1, *([1] * (spikes.dim() - 1)))
-    first = torch.where(fired, index, steps).amin(0)
-    gathered = values.gather(0, first.clamp(max=steps - 1).unsqueeze(0)).squeeze(0)
+    first = _first_index(spikes)
+    index = first.to(torch.long).clamp_(max=steps - 1)
+    gathered = values.gather(0, index.unsqueeze(0)).squeeze(0)
     return gathered.masked_fill(first == steps, 0.0)
+
+
+def _first_index(spikes: Tensor) -> Tensor:
+    """``[B, ...]`` float32 index of each neuron's first nonzero step in ``[T, B, ...]``; T if none.
+
+    float32, not int64: CPU min-reductions over int64 run several times slower (30x for a
+    single step), and float32 holds every index exactly up to 2^24 steps.
+    """
+    steps = spikes.shape[0]
+    index = torch.arange(steps, dtype=torch.float32, device=spikes.device)
+    index = index.view(-1, *([1] * (spikes.dim() - 1)))
+    return torch.where(spikes != 0, index, float(steps)).amin(0)
 
 
 def _check_layout(first_time: Tensor, potential: Tensor, name: str) -> None:
@@ -87,6 +95,11 @@ def _check_layout(first_time: Tensor, potential: Tensor, name: str) -> None:
         )
 
 
+# table entries recomputed before each choice after the first: enough that the chosen one is
+# nearly always among them (a miss costs one more round), few enough to stay cheap
+_REFRESHED_BOUNDS = 4
+
+
 def k_winners(first_time: Tensor, potential: Tensor, k: int, radius: int | None = None) -> Tensor:
     """k-winners-take-all with inhibition radius (Mozafari et al. 2019; SpykeTorch).
 
@@ -99,7 +112,9 @@ def k_winners(first_time: Tensor, potential: Tensor, k: int, radius: int | None 
 
     Vectorised over the batch; the loop runs over the ``k`` choices. Each feature's best
     candidate is kept in a ``[B, F]`` table (one pass over the input); a choice is one argmax
-    over that table and one row gather, an inhibition window one masked pass. Inputs with
+    over that table and one row gather. An inhibition window only lowers entries, so the table
+    is updated lazily: before a choice the few largest entries are recomputed from their rows,
+    and a chosen entry that was not is recomputed and the choice made again. Inputs with
     potentials <= 0, infinite or NaN (NaN ranks as +inf) take a slower exact path when they
     matter. Identical to the one-image-at-a-time loop (``benchmarks/kwta.py``, the tests).
 
@@ -167,17 +182,39 @@ def k_winners(first_time: Tensor, potential: Tensor, k: int, radius: int | None 
         windows = _window_table(spatial, radius, device)
     chosen_f, chosen_p, earliest = [], [], []
     pmax = key.amax(2)
+    refresh = min(_REFRESHED_BOUNDS, features)
     for j in range(k):
-        if j and allowed is not None:
-            pmax = key.amax(2)
+        blocked = allowed if j > 0 else None  # None: the table is exact
+        if blocked is not None:
+            # the windows only lower a feature's best, so pmax stays an upper bound; refresh
+            # the few largest bounds, and any other bound that gets chosen (exact marks them)
+            score = torch.where(tmin == tmin.amin(1, keepdim=True), pmax, -math.inf)
+            top = score.topk(refresh, 1).indices
+            rows = flat_key.index_select(0, (base.unsqueeze(1) + top).view(-1))
+            pmax.scatter_(1, top, rows.view(batch, refresh, positions).mul_(blocked).amax(2))
+            exact = torch.zeros(batch, features, dtype=torch.bool, device=device)
+            exact.scatter_(1, top, True)
         while True:
             tbest = tmin.amin(1, keepdim=True)
             sbest, feature = torch.where(tmin == tbest, pmax, -math.inf).max(1)
+            if blocked is not None:
+                stale = (
+                    exact.gather(1, feature.unsqueeze(1))
+                    .logical_not_()
+                    .logical_and_(tbest < math.inf)
+                )
+                if bool(stale.any()):
+                    row = flat_key.index_select(0, base + feature).mul_(blocked.squeeze(1))
+                    pmax.scatter_(1, feature.unsqueeze(1), row.amax(1, keepdim=True))
+                    exact.scatter_(1, feature.unsqueeze(1), True)
+                    continue
             # exact unless the chosen bound is <= 0, inf or NaN (samples with no candidate left
             # are ignored): then the slow path makes it exact, and the choice is made again
             bound = torch.where(tbest.squeeze(1) < math.inf, sbest, 1.0)
             if bool(bound.log_().isfinite().all()):
                 row = flat_key.index_select(0, base + feature)
+                if blocked is not None:
+                    row.mul_(blocked.squeeze(1))
                 position = torch.eq(row, sbest.unsqueeze(1), out=row).argmax(1)
                 break
             done = _exact_choice(time, pot, key, tmin, pmax, allowed, tbest)
@@ -190,7 +227,6 @@ def k_winners(first_time: Tensor, potential: Tensor, k: int, radius: int | None 
         tmin.scatter_(1, feature.unsqueeze(1), math.inf)  # the winner's feature map is out
         if j < k - 1 and allowed is not None:
             allowed.view(batch, positions).scatter_(1, windows[position], 0.0)
-            key.mul_(allowed)  # and so are all features in its window
     chosen = torch.stack(chosen_f, 1).mul_(positions).add_(torch.stack(chosen_p, 1))
     found = torch.cat(earliest, 1) < math.inf
     # a sample that ran out of candidates repeats its first choice (False if it had none)
