@@ -26,7 +26,7 @@ The network (SPECS §5), written natively in snnTorch or SpikingJelly, trained l
   above 0 (:meth:`MozafariNet.decision_layer`). conv1 and conv2 are frozen during R-STDP, so
   their output is computed once per image (the same numbers as recomputing it every epoch).
 
-Reduced against the paper (stated, not hidden), to run in about 15 min on one CPU core: layers
+Reduced against the paper (stated, not hidden), to run in about 10-12 min on one CPU core: layers
 are trained on ``--l1-images`` / ``--l2-images`` images (paper: 2 and 4 epochs of 60000) and
 conv3 for ``--l3-epochs`` epochs of the 4000-image training subset (paper: up to 680 of 60000);
 to let the STDP rates reach their cap of 0.15 within these few images, they double every
@@ -147,7 +147,7 @@ class MozafariNet(nn.Module):
             potential = F.linear(inputs.flatten(1), weight.flatten(1))
             self.potential3 = potential.view(1, -1, weight.shape[0], 1, 1)
         # oneDNN re-lays out conv3's 1.25 M weights at every call (R-STDP changes them after
-        # every image): 1-3 ms against 0.1-0.2 ms for PyTorch's own im2col + matrix product
+        # every image): 0.6-1.4 ms against 0.1-0.2 ms for PyTorch's im2col + matrix product
         onednn = torch.backends.mkldnn.enabled
         torch.backends.mkldnn.enabled = False
         try:
