@@ -167,7 +167,7 @@ def k_winners(first_time: Tensor, potential: Tensor, k: int, radius: int | None 
     time = time.reshape(batch, features, positions)
     pot = pot.reshape(batch, features, positions)
     tmin = time.amin(2)
-    if not bool(torch.isfinite(tmin).logical_or_(tmin == math.inf).all()):
+    if not bool((tmin > -math.inf).all()):  # a NaN or -inf time somewhere
         time = torch.where(torch.isfinite(time), time, math.inf)  # NaN, -inf: did not spike
         tmin = time.amin(2)
     # The potential at each feature's earliest spikes, 0 elsewhere. Per feature, (tmin, max of
@@ -184,43 +184,46 @@ def k_winners(first_time: Tensor, potential: Tensor, k: int, radius: int | None 
     pmax = key.amax(2)
     refresh = min(_REFRESHED_BOUNDS, features)
     for j in range(k):
+        tbest = tmin.amin(1, keepdim=True)
+        candidate = tmin == tbest
+        done_sample = tbest.squeeze(1) == math.inf  # no candidate left
         blocked = allowed if j > 0 else None  # None: the table is exact
         if blocked is not None:
+            blocked_rows = blocked.view(batch, positions)
             # the windows only lower a feature's best, so pmax stays an upper bound; refresh
             # the few largest bounds, and any other bound that gets chosen (exact marks them)
-            score = torch.where(tmin == tmin.amin(1, keepdim=True), pmax, -math.inf)
-            top = score.topk(refresh, 1).indices
+            top = torch.where(candidate, pmax, -math.inf).topk(refresh, 1).indices
             rows = flat_key.index_select(0, (base.unsqueeze(1) + top).view(-1))
             pmax.scatter_(1, top, rows.view(batch, refresh, positions).mul_(blocked).amax(2))
             exact = torch.zeros(batch, features, dtype=torch.bool, device=device)
             exact.scatter_(1, top, True)
         while True:
-            tbest = tmin.amin(1, keepdim=True)
-            sbest, feature = torch.where(tmin == tbest, pmax, -math.inf).max(1)
+            sbest, feature = torch.where(candidate, pmax, -math.inf).max(1)
+            # a choice stands when its bound is exact: in (0, inf) and, with windows, fresh
+            # (samples with no candidate left pass); else it is made exact and made again
+            bound = torch.where(done_sample, 1.0, sbest)
             if blocked is not None:
-                stale = (
-                    exact.gather(1, feature.unsqueeze(1))
-                    .logical_not_()
-                    .logical_and_(tbest < math.inf)
-                )
-                if bool(stale.any()):
-                    row = flat_key.index_select(0, base + feature).mul_(blocked.squeeze(1))
-                    pmax.scatter_(1, feature.unsqueeze(1), row.amax(1, keepdim=True))
-                    exact.scatter_(1, feature.unsqueeze(1), True)
-                    continue
-            # exact unless the chosen bound is <= 0, inf or NaN (samples with no candidate left
-            # are ignored): then the slow path makes it exact, and the choice is made again
-            bound = torch.where(tbest.squeeze(1) < math.inf, sbest, 1.0)
+                stale = exact.gather(1, feature.unsqueeze(1)).squeeze(1)
+                stale.logical_or_(done_sample).logical_not_()
+                bound.masked_fill_(stale, -1.0)
             if bool(bound.log_().isfinite().all()):
                 row = flat_key.index_select(0, base + feature)
                 if blocked is not None:
-                    row.mul_(blocked.squeeze(1))
+                    row.mul_(blocked_rows)
                 position = torch.eq(row, sbest.unsqueeze(1), out=row).argmax(1)
                 break
+            if blocked is not None and bool(stale.any()):
+                row = flat_key.index_select(0, base + feature).mul_(blocked_rows)
+                pmax.scatter_(1, feature.unsqueeze(1), row.amax(1, keepdim=True))
+                exact.scatter_(1, feature.unsqueeze(1), True)
+                continue
             done = _exact_choice(time, pot, key, tmin, pmax, allowed, tbest)
             if done is not None:
                 feature, position = done
                 break
+            tbest = tmin.amin(1, keepdim=True)
+            candidate = tmin == tbest
+            done_sample = tbest.squeeze(1) == math.inf
         chosen_f.append(feature)
         chosen_p.append(position)
         earliest.append(tbest)
