@@ -151,8 +151,8 @@ def test_k_winners_stops_when_candidates_run_out_and_refuses_bad_k():
 
 def test_k_winners_finds_a_winner_below_the_recomputed_bounds():
     """The first winner's window removes the best spikes of features 1-5, so the table's
-    bounds for them are stale: features 1-4 are recomputed first (the largest bounds), then
-    feature 5's stale bound is chosen, recomputed and loses to feature 6 (all spike at t = 0)."""
+    bounds for them are stale: features 1-4 are recomputed first (the largest bounds), then the
+    stale bounds of features 5 and 6 in turn are chosen and recomputed; 6 wins (all at t = 0)."""
     time = torch.zeros(1, 7, 1, 9)
     potential = torch.ones(1, 7, 1, 9)
     potential[0, 0, 0, 0] = 10.0  # the first winner
