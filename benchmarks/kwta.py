@@ -4,7 +4,9 @@ Conv1 of Mozafari et al. 2019: 30 features on 28 x 28 positions, T = 15, k = 5, 
 64 (``--batch``), 1 thread by default. The loop version is SpykeTorch's ``get_k_winners``
 written per image (as SpykeTorch and the SpikingJelly replication call it): the earliest spike
 wins, ties by the larger potential at the first spike; each winner removes its feature map and
-the ``(2r + 1)^2`` window. Both are checked to pick the same winners, then timed.
+the ``(2r + 1)^2`` window. ``k_winners`` on CPU tensors runs its C++ kernel (built on first use);
+its torch-ops version (the CUDA path, and the fallback without a compiler) is timed too. All
+three are checked to pick the same winners, then timed.
 
     python benchmarks/kwta.py [--batch 64] [--repeats 20] [--threads 1]
 """
@@ -18,6 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from plasticity_plugins.kernels import competition
 from plasticity_plugins.kernels.competition import k_winners
 
 FEATURES, SIZE, STEPS = 30, 28, 15
@@ -51,15 +54,21 @@ def per_image_k_winners(first_time: Tensor, potential: Tensor, k: int, radius: i
     return out
 
 
-def best_ms(function: Callable[[], Tensor], repeats: int) -> float:
-    """Best-of-``repeats`` wall time in ms (after one warm-up call)."""
-    function()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_best_ms(
+    functions: dict[str, Callable[[], Tensor]], repeats: int
+) -> dict[str, float]:
+    """Best-of-``repeats`` wall time in ms of each function (after one warm-up call each), the
+    functions taking turns within every repeat so that their ratios hold while the load of a
+    shared machine drifts."""
+    for function in functions.values():
         function()
-        best = min(best, time.perf_counter() - start)
-    return 1e3 * best
+    best = dict.fromkeys(functions, float("inf"))
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: 1e3 * seconds for name, seconds in best.items()}
 
 
 def main() -> None:
@@ -79,20 +88,32 @@ def main() -> None:
     potential = torch.where(
         torch.isfinite(first_time), 15.0 + 5.0 * torch.rand(shape, generator=g), 0.0
     )
+    compiled = competition.load_cpu_ops(competition._CPU_LIBRARY, competition._CPU_SOURCES)
     ours = k_winners(first_time, potential, args.k, args.radius)
+    torch_ops = competition._k_winners_torch(first_time, potential, args.k, args.radius)
     loop = per_image_k_winners(first_time, potential, args.k, args.radius)
-    same = bool(torch.equal(ours, loop))
-    ours_ms = best_ms(lambda: k_winners(first_time, potential, args.k, args.radius), args.repeats)
-    loop_ms = best_ms(
-        lambda: per_image_k_winners(first_time, potential, args.k, args.radius), args.repeats
+    same = bool(torch.equal(ours, loop) and torch.equal(torch_ops, loop))
+    times = interleaved_best_ms(
+        {
+            "ours": lambda: k_winners(first_time, potential, args.k, args.radius),
+            "torch": lambda: competition._k_winners_torch(
+                first_time, potential, args.k, args.radius
+            ),
+            "loop": lambda: per_image_k_winners(first_time, potential, args.k, args.radius),
+        },
+        args.repeats,
     )
+    ours_ms, torch_ms, loop_ms = times["ours"], times["torch"], times["loop"]
     print(
         f"k-WTA on [{args.batch}, {FEATURES}, {SIZE}, {SIZE}], k = {args.k}, radius "
-        f"{args.radius}, {torch.get_num_threads()} thread(s); best of {args.repeats}"
+        f"{args.radius}, {torch.get_num_threads()} thread(s); best of {args.repeats} timed in "
+        "turns"
     )
     print(f"  same winners as the loop: {same}")
-    print(f"  ours (batched)      {ours_ms:9.3f} ms")
-    print(f"  per-image loop      {loop_ms:9.3f} ms")
+    label = "ours (C++ kernel)" if compiled else "ours (no C++ kernel)"
+    print(f"  {label:<20}{ours_ms:9.3f} ms")
+    print(f"  {'ours (torch ops)':<20}{torch_ms:9.3f} ms   ({loop_ms / torch_ms:.1f}x the loop)")
+    print(f"  {'per-image loop':<20}{loop_ms:9.3f} ms")
     print(f"  speed-up: {loop_ms / ours_ms:.1f}x [>= 20]")
 
 

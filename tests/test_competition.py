@@ -6,6 +6,8 @@ from __future__ import annotations
 import doctest
 import itertools
 import math
+import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -26,11 +28,45 @@ from plasticity_plugins.kernels.competition import (
 )
 
 
+@pytest.fixture(params=["cpp", "torch"])
+def kwta_impl(request, monkeypatch):
+    """Runs a k_winners test through each implementation: the C++ kernel of CPU tensors (which
+    must build wherever there is a C++ compiler) and the torch ops of CUDA tensors / the
+    fallback (forced with ``PLASTICITY_PLUGINS_CPU_EXT=0``)."""
+    if request.param == "torch":
+        monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
+    else:
+        monkeypatch.delenv("PLASTICITY_PLUGINS_CPU_EXT", raising=False)
+        if shutil.which("c++") is None and shutil.which("g++") is None:
+            pytest.skip("no C++ compiler: the C++ kernel cannot be built")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a failed build must fail the test, not fall back
+            assert competition.load_cpu_ops(competition._CPU_LIBRARY, competition._CPU_SOURCES)
+    return request.param
+
+
 def random_times(shape, generator, p_silent=0.4, steps=4):
     """Few distinct times and quantised potentials, so ties in both happen."""
     time = torch.randint(0, steps, shape, generator=generator).double()
     time[torch.rand(shape, generator=generator) < p_silent] = math.inf
     potential = torch.randint(0, 3, shape, generator=generator).double()
+    return time, potential
+
+
+def odd_inputs(shape, generator, steps=4, nan_potentials=False):
+    """Times with NaN and -inf (did not spike) and potentials <= 0 and +-inf (and NaN, which
+    the loop reference cannot order, when asked), float64."""
+    time = torch.randint(0, steps, shape, generator=generator).double()
+    r = torch.rand(shape, generator=generator)
+    time[r < 0.5] = math.inf
+    time[(r > 0.5) & (r < 0.55)] = -math.inf
+    time[(r > 0.55) & (r < 0.6)] = math.nan
+    potential = torch.randint(-1, 3, shape, generator=generator).double()
+    q = torch.rand(shape, generator=generator)
+    potential[q < 0.1] = -math.inf
+    potential[q > 0.9] = math.inf
+    if nan_potentials:
+        potential[(q > 0.4) & (q < 0.45)] = math.nan
     return time, potential
 
 
@@ -45,7 +81,7 @@ def random_times(shape, generator, p_silent=0.4, steps=4):
         ((4, 6, 7, 7), 6, None),
     ],
 )
-def test_k_winners_matches_loop_on_random_inputs(shape, k, radius):
+def test_k_winners_matches_loop_on_random_inputs(shape, k, radius, kwta_impl):
     g = torch.Generator().manual_seed(sum(shape) + k)
     for _ in range(5):
         time, potential = random_times(shape, g)
@@ -54,21 +90,12 @@ def test_k_winners_matches_loop_on_random_inputs(shape, k, radius):
         np.testing.assert_array_equal(got.numpy(), expected)
 
 
-def test_k_winners_matches_loop_on_odd_values_and_sparse_float32_inputs():
+def test_k_winners_matches_loop_on_odd_values_and_sparse_float32_inputs(kwta_impl):
     """The slow exact path: NaN / -inf times (did not spike), potentials <= 0, +-inf, features
     whose earliest spikes are all inhibited; and the benchmark's float32 layout."""
     g = torch.Generator().manual_seed(11)
     for trial in range(60):
-        shape = (3, 5, 6, 6)
-        time = torch.randint(0, 4, shape, generator=g).double()
-        r = torch.rand(shape, generator=g)
-        time[r < 0.5] = math.inf
-        time[(r > 0.5) & (r < 0.55)] = -math.inf
-        time[(r > 0.55) & (r < 0.6)] = math.nan
-        potential = torch.randint(-1, 3, shape, generator=g).double()
-        q = torch.rand(shape, generator=g)
-        potential[q < 0.1] = -math.inf
-        potential[q > 0.9] = math.inf
+        time, potential = odd_inputs((3, 5, 6, 6), g)
         got = k_winners(time, potential, 4, 1 + trial % 2)
         expected = k_winners_reference(time.numpy(), potential.numpy(), 4, 1 + trial % 2)
         np.testing.assert_array_equal(got.numpy(), expected)
@@ -91,7 +118,7 @@ def test_k_winners_matches_loop_on_odd_values_and_sparse_float32_inputs():
         ((7, 20), 20, None),
     ],
 )
-def test_k_winners_matches_loop_with_ties(shape, k, radius):
+def test_k_winners_matches_loop_with_ties(shape, k, radius, kwta_impl):
     """float32 inputs with few distinct times and potentials: equal (time, potential) pairs
     across features and positions are common, so tie-breaking decides most winners."""
     g = torch.Generator().manual_seed(sum(shape) + k)
@@ -106,7 +133,7 @@ def test_k_winners_matches_loop_with_ties(shape, k, radius):
 
 
 @pytest.mark.parametrize("radius", [0, 1, 3])
-def test_k_winners_properties(radius):
+def test_k_winners_properties(radius, kwta_impl):
     g = torch.Generator().manual_seed(radius)
     time, potential = random_times((6, 10, 9, 9), g, p_silent=0.2, steps=6)
     k = 5
@@ -121,7 +148,7 @@ def test_k_winners_properties(radius):
     assert int(winners.sum()) > 6  # the test exercises several winners per sample
 
 
-def test_earlier_spike_beats_larger_potential():
+def test_earlier_spike_beats_larger_potential(kwta_impl):
     time = torch.full((1, 2, 1, 5), math.inf)
     potential = torch.zeros(1, 2, 1, 5)
     time[0, 0, 0, 0], potential[0, 0, 0, 0] = 3.0, 100.0  # late, huge potential
@@ -132,7 +159,7 @@ def test_earlier_spike_beats_larger_potential():
     assert k_winners(time, potential, k=1, radius=0)[0, 0, 0, 0]
 
 
-def test_k_winners_stops_when_candidates_run_out_and_refuses_bad_k():
+def test_k_winners_stops_when_candidates_run_out_and_refuses_bad_k(kwta_impl):
     time = torch.full((2, 3, 4, 4), math.inf)
     time[0, 1, 2, 2] = 0.0
     winners = k_winners(time, torch.zeros_like(time), k=3, radius=1)
@@ -149,7 +176,7 @@ def test_k_winners_stops_when_candidates_run_out_and_refuses_bad_k():
         k_winners(torch.zeros(1, 2, 3, 3, 3), torch.zeros(1, 2, 3, 3, 3), k=1)
 
 
-def test_k_winners_finds_a_winner_below_the_recomputed_bounds():
+def test_k_winners_finds_a_winner_below_the_recomputed_bounds(kwta_impl):
     """The first winner's window removes the best spikes of features 1-5, so the table's
     bounds for them are stale: features 1-4 are recomputed first (the largest bounds), then the
     stale bounds of features 5 and 6 in turn are chosen and recomputed; 6 wins (all at t = 0)."""
@@ -163,6 +190,34 @@ def test_k_winners_finds_a_winner_below_the_recomputed_bounds():
     assert winners.nonzero().tolist() == [[0, 0, 0, 0], [0, 6, 0, 8]]
     expected = k_winners_reference(time.double().numpy(), potential.double().numpy(), 2, 1)
     np.testing.assert_array_equal(winners.numpy(), expected)
+
+
+def test_k_winners_kernels_agree_on_dtypes_layouts_and_odd_values(monkeypatch):
+    """The C++ kernel against the torch ops on random inputs of every layout, float32 / float64
+    / float16 / integer inputs (mixed too), NaN / -inf times, NaN / +-inf potentials and
+    non-contiguous tensors."""
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler: the C++ kernel cannot be built")
+    monkeypatch.delenv("PLASTICITY_PLUGINS_CPU_EXT", raising=False)
+    assert competition.load_cpu_ops(competition._CPU_LIBRARY, competition._CPU_SOURCES)
+    g = torch.Generator().manual_seed(5)
+    layouts = [(), (17,), (6, 7), (1, 9)]
+    for trial in range(160):
+        shape = (1 + trial % 4, 1 + trial % 7, *layouts[trial % 4])
+        time, potential = odd_inputs(shape, g, steps=2 + trial % 5, nan_potentials=True)
+        time_in, potential_in = [
+            (time.float(), potential.float()),
+            (time, potential),
+            (time.half(), potential.half()),
+            (time.float(), potential.clamp(-2, 2).nan_to_num().long()),
+        ][trial % 4]
+        if trial % 3 == 0 and len(shape) == 4:
+            time_in = time_in.transpose(2, 3).contiguous().transpose(2, 3)
+        k = 1 + trial % shape[1]
+        radius = None if len(shape) == 2 or trial % 5 == 0 else trial % 3
+        got = k_winners(time_in, potential_in, k, radius)
+        expected = competition._k_winners_torch(time_in, potential_in, k, radius)
+        assert torch.equal(got, expected), (trial, shape, k, radius)
 
 
 def test_pointwise_inhibition_matches_loop():

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
+from ._extension_build import load_cpu_ops
 
 
 def first_spike_times(spikes: Tensor, start: int = 0) -> Tensor:
@@ -110,13 +111,20 @@ def k_winners(first_time: Tensor, potential: Tensor, k: int, radius: int | None 
     within the ``(2r + 1)^d`` window around it (Chebyshev distance <= r). At most ``k`` winners;
     fewer when the candidates run out.
 
-    Vectorised over the batch; the loop runs over the ``k`` choices. Each feature's best
-    candidate is kept in a ``[B, F]`` table (one pass over the input); a choice is one argmax
-    over that table and one row gather. An inhibition window only lowers entries, so the table
-    is updated lazily: before a choice the few largest entries are recomputed from their rows,
-    and a chosen entry that was not is recomputed and the choice made again. Inputs with
-    potentials <= 0, infinite or NaN (NaN ranks as +inf) take a slower exact path when they
-    matter. Identical to the one-image-at-a-time loop (``benchmarks/kwta.py``, the tests).
+    Two implementations, identical to the one-image-at-a-time loop (``benchmarks/kwta.py``, the
+    tests) and to each other:
+
+    * CPU tensors: a C++ kernel (``cuda/k_winners.cpp``), built with the vector instructions of
+      this CPU on first use (about 10-20 s, once: torch caches the build) and parallel over
+      the batch with torch's intra-op threads. Per sample, one pass over the input fills a table
+      of each feature's best candidate; a chosen entry whose position has been inhibited since
+      is recomputed from its row. ``PLASTICITY_PLUGINS_CPU_EXT=0`` turns it off; a failed build
+      warns once and falls back to the torch version.
+    * Otherwise (CUDA tensors, or the fallback): torch ops vectorised over the batch, the loop
+      running over the ``k`` choices. The same table as ``[B, F]``, updated lazily: before a
+      choice the few largest entries are recomputed from their rows, and a chosen entry that
+      was not is recomputed and the choice made again. Inputs with potentials <= 0, infinite
+      or NaN (NaN ranks as +inf) take a slower exact path when they matter.
 
     Args:
         first_time: ``[B, F, *spatial]`` first-spike times (``inf``: did not spike).
@@ -142,7 +150,7 @@ def k_winners(first_time: Tensor, potential: Tensor, k: int, radius: int | None 
                  [1, 0, 0, 0]]], dtype=torch.int32)
     """
     _check_layout(first_time, potential, "k_winners")
-    batch, features = first_time.shape[:2]
+    features = first_time.shape[1]
     spatial = tuple(first_time.shape[2:])
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= features:
         raise InputError(
@@ -157,6 +165,44 @@ def k_winners(first_time: Tensor, potential: Tensor, k: int, radius: int | None 
                 "k_winners: an inhibition radius needs spatial dimensions ([B, F, H, W] or "
                 "[B, F, L]); use radius=None for neurons without them (Linear layers)"
             )
+    if first_time.device.type == "cpu" and potential.device.type == "cpu":
+        if load_cpu_ops(_CPU_LIBRARY, _CPU_SOURCES):
+            return _k_winners_compiled(first_time, potential, k, radius)
+    return _k_winners_torch(first_time, potential, k, radius)
+
+
+_CPU_LIBRARY = "plasticity_plugins_k_winners"
+_CPU_SOURCES = ("k_winners.cpp",)
+
+
+def _k_winners_compiled(
+    first_time: Tensor, potential: Tensor, k: int, radius: int | None
+) -> Tensor:
+    """:func:`k_winners` through the C++ kernel (validated CPU inputs)."""
+    batch, features = first_time.shape[:2]
+    spatial = tuple(first_time.shape[2:])
+    positions = math.prod(spatial)
+    # a common dtype that holds both exactly: the wider float, float32 for half / bfloat16,
+    # float64 for integers and bool (as the torch version)
+    dtype = torch.promote_types(first_time.dtype, potential.dtype)
+    if not dtype.is_floating_point:
+        dtype = torch.float64
+    elif dtype not in (torch.float32, torch.float64):
+        dtype = torch.float32
+    time = first_time.detach().to(dtype).reshape(batch, features, positions)
+    pot = potential.detach().to(dtype).reshape(batch, features, positions)
+    if radius is None:
+        windows = torch.empty(positions, 0, dtype=torch.long)
+    else:
+        windows = _window_table(spatial, radius, first_time.device)
+    winners = torch.ops.plasticity_plugins_cpu.k_winners(time, pot, k, windows)
+    return winners.view(first_time.shape)
+
+
+def _k_winners_torch(first_time: Tensor, potential: Tensor, k: int, radius: int | None) -> Tensor:
+    """:func:`k_winners` in torch ops, vectorised over the batch (validated inputs)."""
+    batch, features = first_time.shape[:2]
+    spatial = tuple(first_time.shape[2:])
     device = first_time.device
     positions = math.prod(spatial)
     time, pot = first_time, potential

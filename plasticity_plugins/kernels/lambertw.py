@@ -51,7 +51,7 @@ Implementations behind the op ``plasticity_plugins::lambertw`` (the choice is ma
 call):
 
 * CUDA tensors (float32/float64): the kernel of ``cuda/lambertw.cu``, compiled on first use with
-  :mod:`torch.utils.cpp_extension` (see :mod:`plasticity_plugins.kernels._cuda_build`); if the
+  :mod:`torch.utils.cpp_extension` (see :mod:`plasticity_plugins.kernels._extension_build`); if the
   build fails, one warning and the pure-torch implementation from then on.
 * CPU tensors with at least ``COMPILE_MIN_NUMEL`` elements: the pure-torch implementation
   compiled with :func:`torch.compile` (inductor; lazily on the first such call, cached for the
@@ -82,7 +82,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from ._cuda_build import cuda_ext_enabled, load_cuda_ops
+from ._extension_build import cuda_ext_enabled, load_cuda_ops
 
 __all__ = [
     "COMPILE_MIN_NUMEL",
