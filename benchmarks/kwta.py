@@ -88,7 +88,7 @@ def main() -> None:
     potential = torch.where(
         torch.isfinite(first_time), 15.0 + 5.0 * torch.rand(shape, generator=g), 0.0
     )
-    compiled = competition.load_cpu_ops(competition._CPU_LIBRARY, competition._CPU_SOURCES)
+    compiled = competition.cpu_ops_available()
     ours = k_winners(first_time, potential, args.k, args.radius)
     torch_ops = competition._k_winners_torch(first_time, potential, args.k, args.radius)
     loop = per_image_k_winners(first_time, potential, args.k, args.radius)

@@ -236,7 +236,7 @@ at::Tensor k_winners_cpu(const at::Tensor& time, const at::Tensor& potential, in
 
 }  // namespace
 
-TORCH_LIBRARY(plasticity_plugins_cpu, m) {
+TORCH_LIBRARY_FRAGMENT(plasticity_plugins_cpu, m) {
   m.def("k_winners(Tensor time, Tensor potential, int k, Tensor windows) -> Tensor");
 }
 

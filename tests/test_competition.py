@@ -41,7 +41,7 @@ def kwta_impl(request, monkeypatch):
             pytest.skip("no C++ compiler: the C++ kernel cannot be built")
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a failed build must fail the test, not fall back
-            assert competition.load_cpu_ops(competition._CPU_LIBRARY, competition._CPU_SOURCES)
+            assert competition.cpu_ops_available()
     return request.param
 
 
@@ -199,7 +199,7 @@ def test_k_winners_kernels_agree_on_dtypes_layouts_and_odd_values(monkeypatch):
     if shutil.which("c++") is None and shutil.which("g++") is None:
         pytest.skip("no C++ compiler: the C++ kernel cannot be built")
     monkeypatch.delenv("PLASTICITY_PLUGINS_CPU_EXT", raising=False)
-    assert competition.load_cpu_ops(competition._CPU_LIBRARY, competition._CPU_SOURCES)
+    assert competition.cpu_ops_available()
     g = torch.Generator().manual_seed(5)
     layouts = [(), (17,), (6, 7), (1, 9)]
     for trial in range(160):

@@ -37,6 +37,7 @@ __all__ = [
     "build_cuda_library",
     "cpu_ext_enabled",
     "cpu_library_name",
+    "cpu_ops_available",
     "cuda_ext_enabled",
     "cuda_source",
     "load_cpu_ops",
@@ -255,3 +256,14 @@ def load_cpu_ops(name: str, sources: tuple[str, ...]) -> bool:
         return False
     with _LOCK:
         return _load_cached(name, sources, "CPU")
+
+
+# the CPU kernels, one library (each source registers its ops in plasticity_plugins_cpu)
+CPU_LIBRARY = "plasticity_plugins_cpu"
+CPU_SOURCES = ("k_winners.cpp",)
+
+
+def cpu_ops_available() -> bool:
+    """Whether the ops of ``torch.ops.plasticity_plugins_cpu`` can be used: builds and loads the
+    CPU library on the first call (see :func:`load_cpu_ops`)."""
+    return load_cpu_ops(CPU_LIBRARY, CPU_SOURCES)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from ._extension_build import load_cpu_ops
+from ._extension_build import cpu_ops_available
 
 
 def first_spike_times(spikes: Tensor, start: int = 0) -> Tensor:
@@ -166,13 +166,9 @@ def k_winners(first_time: Tensor, potential: Tensor, k: int, radius: int | None 
                 "[B, F, L]); use radius=None for neurons without them (Linear layers)"
             )
     if first_time.device.type == "cpu" and potential.device.type == "cpu":
-        if load_cpu_ops(_CPU_LIBRARY, _CPU_SOURCES):
+        if cpu_ops_available():
             return _k_winners_compiled(first_time, potential, k, radius)
     return _k_winners_torch(first_time, potential, k, radius)
-
-
-_CPU_LIBRARY = "plasticity_plugins_k_winners"
-_CPU_SOURCES = ("k_winners.cpp",)
 
 
 def _k_winners_compiled(
