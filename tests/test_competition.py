@@ -192,6 +192,23 @@ def test_k_winners_finds_a_winner_below_the_recomputed_bounds(kwta_impl):
     np.testing.assert_array_equal(winners.numpy(), expected)
 
 
+def test_k_winners_is_the_same_on_several_threads(kwta_impl):
+    """The C++ kernel splits the batch across torch's intra-op threads."""
+    g = torch.Generator().manual_seed(9)
+    time, potential = random_times((24, 6, 9, 9), g, p_silent=0.5, steps=5)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = k_winners(time, potential, 4, 2)
+        torch.set_num_threads(3)
+        several = k_winners(time, potential, 4, 2)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, several)
+    expected = k_winners_reference(time.numpy(), potential.numpy(), 4, 2)
+    np.testing.assert_array_equal(several.numpy(), expected)
+
+
 def test_k_winners_kernels_agree_on_dtypes_layouts_and_odd_values(monkeypatch):
     """The C++ kernel against the torch ops on random inputs of every layout, float32 / float64
     / float16 / integer inputs (mixed too), NaN / -inf times, NaN / +-inf potentials and
