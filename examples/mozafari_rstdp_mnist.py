@@ -26,7 +26,7 @@ The network (SPECS §5), written natively in snnTorch or SpikingJelly, trained l
   above 0 (:meth:`MozafariNet.decision_layer`). conv1 and conv2 are frozen during R-STDP, so
   their output is computed once per image (the same numbers as recomputing it every epoch).
 
-Reduced against the paper (stated, not hidden), to run in about 10-12 min on one CPU core: layers
+Reduced against the paper (stated, not hidden), to run in about 9 min on one CPU core: layers
 are trained on ``--l1-images`` / ``--l2-images`` images (paper: 2 and 4 epochs of 60000) and
 conv3 for ``--l3-epochs`` epochs of the 4000-image training subset (paper: up to 680 of 60000);
 to let the STDP rates reach their cap of 0.15 within these few images, they double every
