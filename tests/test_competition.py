@@ -192,6 +192,13 @@ def test_k_winners_finds_a_winner_below_the_recomputed_bounds(kwta_impl):
     np.testing.assert_array_equal(winners.numpy(), expected)
 
 
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 3, 0, 4), (0, 5)])
+def test_k_winners_of_an_empty_batch_or_map_is_empty(shape, kwta_impl):
+    time = torch.zeros(shape)
+    winners = k_winners(time, time.clone(), 2, 1 if len(shape) > 2 else None)
+    assert winners.shape == shape and winners.dtype == torch.bool and not winners.any()
+
+
 def test_k_winners_is_the_same_on_several_threads(kwta_impl):
     """The C++ kernel splits the batch across torch's intra-op threads."""
     g = torch.Generator().manual_seed(9)

@@ -165,6 +165,8 @@ def k_winners(first_time: Tensor, potential: Tensor, k: int, radius: int | None 
                 "k_winners: an inhibition radius needs spatial dimensions ([B, F, H, W] or "
                 "[B, F, L]); use radius=None for neurons without them (Linear layers)"
             )
+    if first_time.numel() == 0:  # no sample or no position: no winner
+        return torch.zeros_like(first_time, dtype=torch.bool)
     if first_time.device.type == "cpu" and potential.device.type == "cpu":
         if cpu_ops_available():
             return _k_winners_compiled(first_time, potential, k, radius)
