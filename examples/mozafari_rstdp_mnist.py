@@ -26,7 +26,7 @@ The network (SPECS §5), written natively in snnTorch or SpikingJelly, trained l
   above 0 (:meth:`MozafariNet.decision_layer`). conv1 and conv2 are frozen during R-STDP, so
   their output is computed once per image (the same numbers as recomputing it every epoch).
 
-Reduced against the paper (stated, not hidden), to run in about 9 min on one CPU core: layers
+Reduced against the paper (stated, not hidden), to run in about 17 min on one CPU core: layers
 are trained on ``--l1-images`` / ``--l2-images`` images (paper: 2 and 4 epochs of 60000) and
 conv3 for ``--l3-epochs`` epochs of the 4000-image training subset (paper: up to 680 of 60000);
 to let the STDP rates reach their cap of 0.15 within these few images, they double every
@@ -250,7 +250,7 @@ def build_argparser() -> argparse.ArgumentParser:
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--l1-images", type=int, default=1500, help="conv1 STDP images")
     parser.add_argument("--l2-images", type=int, default=3000, help="conv2 STDP images")
-    parser.add_argument("--l3-epochs", type=int, default=20, help="conv3 R-STDP epochs")
+    parser.add_argument("--l3-epochs", type=int, default=80, help="conv3 R-STDP epochs")
     parser.add_argument(
         "--schedule-every", type=int, default=100, help="STDP rate doubling period (paper: 500)"
     )
