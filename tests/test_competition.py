@@ -28,6 +28,16 @@ from plasticity_plugins.kernels.competition import (
 )
 
 
+def require_cpp_kernel() -> None:
+    """Skip without a C++ compiler; otherwise the C++ kernel must build (a warning, i.e. a
+    fallback to the torch ops, fails the test)."""
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler: the C++ kernel cannot be built")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert competition.cpu_ops_available()
+
+
 @pytest.fixture(params=["cpp", "torch"])
 def kwta_impl(request, monkeypatch):
     """Runs a k_winners test through each implementation: the C++ kernel of CPU tensors (which
@@ -37,11 +47,7 @@ def kwta_impl(request, monkeypatch):
         monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
     else:
         monkeypatch.delenv("PLASTICITY_PLUGINS_CPU_EXT", raising=False)
-        if shutil.which("c++") is None and shutil.which("g++") is None:
-            pytest.skip("no C++ compiler: the C++ kernel cannot be built")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a failed build must fail the test, not fall back
-            assert competition.cpu_ops_available()
+        require_cpp_kernel()
     return request.param
 
 
@@ -220,10 +226,8 @@ def test_k_winners_kernels_agree_on_dtypes_layouts_and_odd_values(monkeypatch):
     """The C++ kernel against the torch ops on random inputs of every layout, float32 / float64
     / float16 / integer inputs (mixed too), NaN / -inf times, NaN / +-inf potentials and
     non-contiguous tensors."""
-    if shutil.which("c++") is None and shutil.which("g++") is None:
-        pytest.skip("no C++ compiler: the C++ kernel cannot be built")
     monkeypatch.delenv("PLASTICITY_PLUGINS_CPU_EXT", raising=False)
-    assert competition.cpu_ops_available()
+    require_cpp_kernel()
     g = torch.Generator().manual_seed(5)
     layouts = [(), (17,), (6, 7), (1, 9)]
     for trial in range(160):

@@ -70,7 +70,7 @@ def cuda_source(name: str) -> Path:
     """
     path = Path(str(importlib.resources.files("plasticity_plugins.cuda").joinpath(name)))
     if not path.is_file():
-        raise FileNotFoundError(f"CUDA source {name!r} not found in plasticity_plugins.cuda")
+        raise FileNotFoundError(f"source {name!r} not found in plasticity_plugins.cuda")
     return path
 
 
@@ -228,7 +228,7 @@ def _load_cached(name: str, sources: tuple[str, ...], device: str) -> bool:
             "falling back to the pure-torch implementation for this process. "
             f"Set PLASTICITY_PLUGINS_{device}_EXT=0 to skip the build attempt.",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
         return False
     return True
@@ -240,10 +240,7 @@ def load_cuda_ops(name: str, sources: tuple[str, ...]) -> bool:
     Returns ``False`` without building when ``PLASTICITY_PLUGINS_CUDA_EXT=0``. A failed build
     warns once and is not retried.
     """
-    if not cuda_ext_enabled():
-        return False
-    with _LOCK:
-        return _load_cached(name, sources, "CUDA")
+    return _load(name, sources, "CUDA")
 
 
 def load_cpu_ops(name: str, sources: tuple[str, ...]) -> bool:
@@ -252,10 +249,14 @@ def load_cpu_ops(name: str, sources: tuple[str, ...]) -> bool:
     Returns ``False`` without building when ``PLASTICITY_PLUGINS_CPU_EXT=0``. A failed build
     warns once and is not retried.
     """
-    if not cpu_ext_enabled():
+    return _load(name, sources, "CPU")
+
+
+def _load(name: str, sources: tuple[str, ...], device: str) -> bool:
+    if not _flag_set(f"PLASTICITY_PLUGINS_{device}_EXT"):
         return False
     with _LOCK:
-        return _load_cached(name, sources, "CPU")
+        return _load_cached(name, sources, device)
 
 
 # the CPU kernels, one library (each source registers its ops in plasticity_plugins_cpu)
