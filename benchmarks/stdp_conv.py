@@ -6,8 +6,6 @@ One run, same input, 2 threads by default (``--threads``). Prints ms per time st
 * the forward with our ``STDP`` attached (``plasticity_plugins.attach``),
 * SpikingJelly ``learning.STDPLearner`` (its own forward + its step, per time step),
 * Norse ``stdp_step_conv2d`` (the update alone, given pre and post spikes),
-* the bare forward and ours again on channels-last inputs (PyTorch's advice for CPU
-  convolutions; the spikes then come out in the layout of our weight gradient),
 
 and the ratios the project targets: SpikingJelly's learner added cost >= 10x ours, Norse's
 update slower than our added cost. (SpikingJelly's learner and Norse's update are run on fewer
@@ -116,19 +114,12 @@ def main() -> None:
                 sj_net(x_t)
                 learner.step(on_grad=True)
 
-    # channels-last inputs (PyTorch's advice for CPU convolutions: the convolution's output
-    # and so the spikes come out channels-last, the layout of our weight gradient) for the bare
-    # forward and ours; STDPLearner runs on NCHW, its fastest layout (its unfold-based update
-    # is several times slower on channels-last input)
-    inputs_cl = torch.stack([x_t.contiguous(memory_format=torch.channels_last) for x_t in inputs])
     rows.update(
         interleaved_ms(
             {
                 "spikingjelly forward": (bare, inputs),
                 "spikingjelly forward + our STDP": (ours, inputs),
                 "spikingjelly forward + STDPLearner": (sj_learner, slow),
-                "spikingjelly forward, channels-last": (bare, inputs_cl),
-                "spikingjelly forward + our STDP, channels-last": (ours, inputs_cl),
             },
             args.repeats,
         )
@@ -173,14 +164,6 @@ def main() -> None:
     )
     print(f"  STDPLearner total / ours total: {total_ratio:.1f}x")
     print(f"  Norse update / our added cost: {norse_ms / ours_added:.1f}x [> 1]")
-    ours_cl_added = (
-        rows["spikingjelly forward + our STDP, channels-last"]
-        - rows["spikingjelly forward, channels-last"]
-    )
-    print(
-        f"  with channels-last input: our added cost {ours_cl_added:.3f} ms/step; STDPLearner "
-        f"added cost (NCHW, its fastest) / ours: {learner_added / ours_cl_added:.1f}x"
-    )
 
 
 if __name__ == "__main__":

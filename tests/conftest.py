@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import warnings
+
 import pytest
 import torch
 
@@ -37,3 +40,18 @@ def device(request) -> str:
 @pytest.fixture(params=DTYPES, ids=["float32", "float64"])
 def dtype(request) -> torch.dtype:
     return request.param
+
+
+@pytest.fixture
+def cpp_kernels(monkeypatch) -> None:
+    """The C++ CPU kernels (``torch.ops.plasticity_plugins_cpu``), which must build wherever there
+    is a C++ compiler: skips without one; a build failure (a warning and a fallback to the torch
+    ops) fails the test."""
+    monkeypatch.delenv("PLASTICITY_PLUGINS_CPU_EXT", raising=False)
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler: the C++ kernels cannot be built")
+    from plasticity_plugins.kernels._extension_build import cpu_ops_available
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cpu_ops_available()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import doctest
 import itertools
 import math
-import shutil
-import warnings
 
 import numpy as np
 import pytest
@@ -28,16 +26,6 @@ from plasticity_plugins.kernels.competition import (
 )
 
 
-def require_cpp_kernel() -> None:
-    """Skip without a C++ compiler; otherwise the C++ kernel must build (a warning, i.e. a
-    fallback to the torch ops, fails the test)."""
-    if shutil.which("c++") is None and shutil.which("g++") is None:
-        pytest.skip("no C++ compiler: the C++ kernel cannot be built")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert competition.cpu_ops_available()
-
-
 @pytest.fixture(params=["cpp", "torch"])
 def kwta_impl(request, monkeypatch):
     """Runs a k_winners test through each implementation: the C++ kernel of CPU tensors (which
@@ -46,8 +34,7 @@ def kwta_impl(request, monkeypatch):
     if request.param == "torch":
         monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
     else:
-        monkeypatch.delenv("PLASTICITY_PLUGINS_CPU_EXT", raising=False)
-        require_cpp_kernel()
+        request.getfixturevalue("cpp_kernels")
     return request.param
 
 
@@ -222,12 +209,10 @@ def test_k_winners_is_the_same_on_several_threads(kwta_impl):
     np.testing.assert_array_equal(several.numpy(), expected)
 
 
-def test_k_winners_kernels_agree_on_dtypes_layouts_and_odd_values(monkeypatch):
+def test_k_winners_kernels_agree_on_dtypes_layouts_and_odd_values(cpp_kernels):
     """The C++ kernel against the torch ops on random inputs of every layout, float32 / float64
     / float16 / integer inputs (mixed too), NaN / -inf times, NaN / +-inf potentials and
     non-contiguous tensors."""
-    monkeypatch.delenv("PLASTICITY_PLUGINS_CPU_EXT", raising=False)
-    require_cpp_kernel()
     g = torch.Generator().manual_seed(5)
     layouts = [(), (17,), (6, 7), (1, 9)]
     for trial in range(160):

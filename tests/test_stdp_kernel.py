@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from stdp_reference import conv2d_loop_reference, linear_loop_reference
 
+from plasticity_plugins.kernels import stdp as stdp_kernels
 from plasticity_plugins.kernels.stdp import pair_stdp_accumulate_
 from plasticity_plugins.kernels.synapse import ConvGeometry
 from plasticity_plugins.kernels.traces import decay_factor
@@ -212,3 +213,130 @@ def test_conv2d_one_step_calls_match_loop(kind, stride, padding, dilation, group
     torch.testing.assert_close(stepped, whole, rtol=1e-12, atol=1e-12)
     expected = _conv2d_reference_any_kind(pre, post, conv, kind, 0.3, 0.2, 0.6, 0.5)
     np.testing.assert_allclose(stepped.numpy(), 0.5 * expected, rtol=1e-10, atol=1e-12)
+
+
+# (in channels, out channels, kernel, padding, input height, input width): stride 1, dilation 1,
+# one group, the C++ one-step kernel's domain; kernels up to 8 wide, any height (more than eight
+# kernel rows are summed in several blocks), padding up to kernel - 1
+COMPILED_CONV2D_CASES = [
+    (2, 32, (5, 5), (2, 2), 12, 12),
+    (3, 5, (3, 3), (1, 1), 7, 9),
+    (1, 4, (1, 1), (0, 0), 5, 6),
+    (2, 3, (3, 2), (0, 1), 8, 5),
+    (4, 6, (9, 8), (4, 7), 10, 11),
+    (3, 2, (2, 7), (1, 0), 6, 13),
+]
+
+
+def _graded_spikes(shape, rate, dtype, generator):
+    """Spikes with random nonzero values (the kernel multiplies by them; 0 / 1 is a special
+    case)."""
+    fired = torch.rand(shape, generator=generator) < rate
+    return (fired * (0.5 + torch.rand(shape, generator=generator))).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("case", COMPILED_CONV2D_CASES)
+def test_compiled_conv2d_step_matches_weight_gradient_convolutions(cpp_kernels, case, dtype):
+    """The C++ op ``pair_stdp_conv2d_step``: its causal and anti-causal sums against torch's
+    weight-gradient convolution (float64, on the same values), its post trace against
+    ``decay * trace + post`` and the nearest-spike rule."""
+    in_channels, out_channels, kernel, padding, height, width = case
+    g = torch.Generator().manual_seed(sum(case[:2]))
+    batch = 3
+    out_hw = (height + 2 * padding[0] - kernel[0] + 1, width + 2 * padding[1] - kernel[1] + 1)
+    pre = _graded_spikes((batch, in_channels, height, width), 0.3, dtype, g)
+    pre_trace = torch.rand(pre.shape, generator=g).to(dtype)
+    post = _graded_spikes((batch, out_channels, *out_hw), 0.2, dtype, g)
+    post_trace = torch.rand(post.shape, generator=g).to(dtype)
+    weight_shape = (out_channels, in_channels, *kernel)
+    tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=0)
+    for nearest in (False, True):
+        causal, anti, trace = torch.ops.plasticity_plugins_cpu.pair_stdp_conv2d_step(
+            pre, pre_trace, post, post_trace, *kernel, *padding, 0.9, nearest
+        )
+        expected_causal = torch.nn.grad.conv2d_weight(
+            pre_trace.double(), weight_shape, post.double(), padding=padding
+        )
+        expected_anti = torch.nn.grad.conv2d_weight(
+            pre.double(), weight_shape, post_trace.double(), padding=padding
+        )
+        torch.testing.assert_close(causal.double(), expected_causal, **tolerance)
+        torch.testing.assert_close(anti.double(), expected_anti, **tolerance)
+        decayed = 0.9 * post_trace.double()
+        expected_trace = torch.where(post != 0, post, decayed) if nearest else decayed + post
+        torch.testing.assert_close(trace.double(), expected_trace, **tolerance)
+
+
+@pytest.mark.parametrize("kind", ["all_to_all", "nearest"])
+@pytest.mark.parametrize("case", COMPILED_CONV2D_CASES[:3])
+def test_conv2d_one_step_compiled_and_torch_paths_agree(cpp_kernels, monkeypatch, case, kind):
+    """A sequence of one-step calls on a Conv2d through the C++ kernel (traces in NCHW order)
+    and through the torch ops (``PLASTICITY_PLUGINS_CPU_EXT=0``: two weight-gradient
+    convolutions, channels-last traces): the same update and traces."""
+    in_channels, out_channels, kernel, padding, height, width = case
+    g = torch.Generator().manual_seed(11)
+    out_hw = (height + 2 * padding[0] - kernel[0] + 1, width + 2 * padding[1] - kernel[1] + 1)
+    pre = _graded_spikes((6, 2, in_channels, height, width), 0.3, torch.float64, g)
+    post = _graded_spikes((6, 2, out_channels, *out_hw), 0.3, torch.float64, g)
+    geometry = ConvGeometry((1, 1), padding, (1, 1), 1)
+    kwargs = dict(
+        a_plus=0.3, a_minus=0.2, pre_decay=0.6, post_decay=0.5, alpha=0.5, kind=kind, conv=geometry
+    )
+
+    def run() -> tuple[torch.Tensor, ...]:
+        acc = torch.zeros(out_channels, in_channels, *kernel, dtype=torch.float64)
+        traces = (torch.zeros_like(pre[0]), torch.zeros_like(post[0]))
+        for t in range(pre.shape[0]):
+            traces = pair_stdp_accumulate_(acc, pre[t : t + 1], post[t : t + 1], *traces, **kwargs)
+        return acc, *traces
+
+    acc = torch.zeros(out_channels, in_channels, *kernel, dtype=torch.float64)
+    applies = stdp_kernels._compiled_conv2d_step_applies
+    assert applies(pre[:1], post[:1], post[0], acc, geometry)
+    compiled = run()
+    monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
+    assert not applies(pre[:1], post[:1], post[0], acc, geometry)
+    reference = run()
+    for ours, theirs in zip(compiled, reference, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
+def test_compiled_conv2d_step_is_the_same_on_several_threads(cpp_kernels):
+    """The C++ kernel splits the batch across torch's intra-op threads, each with its own sums."""
+    g = torch.Generator().manual_seed(2)
+    pre = _graded_spikes((7, 2, 9, 9), 0.3, torch.float64, g)
+    post = _graded_spikes((7, 5, 9, 9), 0.3, torch.float64, g)
+    args = (pre, torch.rand(pre.shape, generator=g).double(), post)
+    args += (torch.rand(post.shape, generator=g).double(), 3, 3, 1, 1, 0.8, False)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = torch.ops.plasticity_plugins_cpu.pair_stdp_conv2d_step(*args)
+        torch.set_num_threads(3)
+        several = torch.ops.plasticity_plugins_cpu.pair_stdp_conv2d_step(*args)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, several, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (dict(kernel=(3, 9), padding=(1, 1)), "kernel width must be 1 to 8"),
+        (dict(padding=(3, 1)), "padding must be below the kernel size"),
+        (dict(post_dtype=torch.float64), "mixed dtypes"),
+        (dict(post_size=8), "does not follow from input size"),
+    ],
+)
+def test_compiled_conv2d_step_rejects_what_it_cannot_compute(cpp_kernels, change, message):
+    """The op's own checks (the rule sends such cases to the torch path)."""
+    kernel, padding = change.get("kernel", (3, 3)), change.get("padding", (1, 1))
+    size = change.get("post_size", 9)
+    pre = torch.zeros(2, 2, 9, 9)
+    post = torch.zeros(2, 4, size, size, dtype=change.get("post_dtype", torch.float32))
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.plasticity_plugins_cpu.pair_stdp_conv2d_step(
+            pre, pre, post, post, *kernel, *padding, 0.5, False
+        )

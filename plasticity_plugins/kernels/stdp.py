@@ -41,6 +41,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from ._extension_build import cpu_ops_available
 from .synapse import (
     ConvGeometry,
     gradient_layout,
@@ -331,6 +332,23 @@ def pair_stdp_accumulate_(
         tensor([[0.2500]])
     """
     if pre.shape[0] == 1 and factors is None:
+        if _compiled_conv2d_step_applies(pre, post, post_trace, acc, conv):
+            assert conv is not None
+            pre_trace = trace_step(pre_trace, pre[0], pre_decay, kind)
+            kernel_h, kernel_w = acc.shape[2:]
+            causal, anti, post_trace = torch.ops.plasticity_plugins_cpu.pair_stdp_conv2d_step(
+                pre[0],
+                pre_trace,
+                post[0],
+                post_trace,
+                kernel_h,
+                kernel_w,
+                *conv.padding,
+                post_decay,
+                kind == "nearest",
+            )
+            acc.add_(causal, alpha=alpha * a_plus).add_(anti, alpha=-alpha * a_minus * post_decay)
+            return pre_trace, post_trace
         # One step of the additive rule (a single-step network's path, paid at every step next
         # to a forward of the same size): one product per term straight from the spikes and
         # traces, without the sequence path's [T, B] bookkeeping. The spikes are converted to
@@ -351,6 +369,31 @@ def pair_stdp_accumulate_(
         acc, terms, a_plus=a_plus, a_minus=a_minus, alpha=alpha, conv=conv, factors=factors
     )
     return pre_trace, post_trace
+
+
+def _compiled_conv2d_step_applies(
+    pre: Tensor, post: Tensor, post_trace: Tensor, acc: Tensor, conv: ConvGeometry | None
+) -> bool:
+    """Whether one step of the additive pair rule can run through the C++ kernel
+    ``pair_stdp_conv2d_step`` (``cuda/stdp_conv2d.cpp``): a CPU Conv2d synapse with stride 1,
+    dilation 1, one group, padding below the kernel size and kernels at most 8 wide, float32 /
+    float64 spikes, and the library built."""
+    if conv is None or len(conv.stride) != 2 or acc.dim() != 4:
+        return False
+    kernel_h, kernel_w = acc.shape[2:]
+    return (
+        conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.padding[0] < kernel_h
+        and conv.padding[1] < kernel_w
+        and kernel_w <= 8
+        and pre.device.type == "cpu"
+        and pre.dtype in (torch.float32, torch.float64)
+        and post.dtype == pre.dtype
+        and post_trace.dtype == pre.dtype
+        and cpu_ops_available()
+    )
 
 
 class TripletTraces(NamedTuple):
