@@ -31,6 +31,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <mutex>
 #include <tuple>
 #include <type_traits>
@@ -325,6 +326,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_stdp_conv2d_step_cpu(
                   g.in_w + 2 * pad_w - kernel_w + 1 == g.out_w,
               name, ": output size ", post.sizes(), " does not follow from input size ",
               pre.sizes(), " with stride 1 and dilation 1");
+  TORCH_CHECK(g.in_channels * g.pre_plane() < std::numeric_limits<int32_t>::max() &&
+                  g.trace_plane() < std::numeric_limits<int32_t>::max(),
+              name, ": a sample's maps are too large for 32-bit offsets");
   at::Tensor updated = at::empty(post.sizes(), post.options());
   at::Tensor causal = at::zeros({g.out_channels, g.in_channels, kernel_h, kernel_w}, pre.options());
   at::Tensor anti = at::zeros({g.out_channels, g.in_channels, kernel_h, kernel_w}, pre.options());

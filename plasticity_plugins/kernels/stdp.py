@@ -378,11 +378,17 @@ def _compiled_conv2d_step_applies(
     ``pair_stdp_conv2d_step`` (``cuda/stdp_conv2d.cpp``): a CPU Conv2d synapse with stride 1,
     dilation 1, one group, padding below the kernel size and kernels at most 8 wide, float32 /
     float64 spikes, and the library built."""
-    if conv is None or len(conv.stride) != 2 or acc.dim() != 4:
+    if conv is None or len(conv.stride) != 2 or acc.dim() != 4 or pre.dim() != 5:
         return False
     kernel_h, kernel_w = acc.shape[2:]
+    in_channels, height, width = pre.shape[2:]
+    out_height, out_width = post.shape[-2:]
+    # the kernel addresses a sample's zero-bordered maps with 32-bit offsets
+    bordered_pre = in_channels * (height + 2 * conv.padding[0]) * (width + 2 * conv.padding[1] + 8)
+    bordered_post = (out_height + 2 * kernel_h) * (out_width + 2 * kernel_w + 8)
     return (
-        conv.stride == (1, 1)
+        max(bordered_pre, bordered_post) < 2**31
+        and conv.stride == (1, 1)
         and conv.dilation == (1, 1)
         and conv.groups == 1
         and conv.padding[0] < kernel_h
