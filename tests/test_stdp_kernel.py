@@ -271,9 +271,10 @@ def test_compiled_conv2d_step_matches_weight_gradient_convolutions(cpp_kernels, 
 @pytest.mark.parametrize("kind", ["all_to_all", "nearest"])
 @pytest.mark.parametrize("case", COMPILED_CONV2D_CASES[:3])
 def test_conv2d_one_step_compiled_and_torch_paths_agree(cpp_kernels, monkeypatch, case, kind):
-    """A sequence of one-step calls on a Conv2d through the C++ kernel (traces in NCHW order)
-    and through the torch ops (``PLASTICITY_PLUGINS_CPU_EXT=0``: two weight-gradient
-    convolutions, channels-last traces): the same update and traces."""
+    """One-step calls and a whole-sequence call on a Conv2d through the C++ kernel (traces in
+    NCHW order) and through the torch ops (``PLASTICITY_PLUGINS_CPU_EXT=0``: the one-step
+    path's two weight-gradient convolutions with channels-last traces, the sequence path's
+    ``[T, B]`` terms): the same updates and traces."""
     in_channels, out_channels, kernel, padding, height, width = case
     g = torch.Generator().manual_seed(11)
     out_hw = (height + 2 * padding[0] - kernel[0] + 1, width + 2 * padding[1] - kernel[1] + 1)
@@ -285,11 +286,16 @@ def test_conv2d_one_step_compiled_and_torch_paths_agree(cpp_kernels, monkeypatch
     )
 
     def run() -> tuple[torch.Tensor, ...]:
+        """One-step calls, then the same sequence in one call."""
         acc = torch.zeros(out_channels, in_channels, *kernel, dtype=torch.float64)
         traces = (torch.zeros_like(pre[0]), torch.zeros_like(post[0]))
         for t in range(pre.shape[0]):
             traces = pair_stdp_accumulate_(acc, pre[t : t + 1], post[t : t + 1], *traces, **kwargs)
-        return acc, *traces
+        whole = torch.zeros_like(acc)
+        whole_traces = pair_stdp_accumulate_(
+            whole, pre, post, torch.zeros_like(pre[0]), torch.zeros_like(post[0]), **kwargs
+        )
+        return acc, *traces, whole, *whole_traces
 
     acc = torch.zeros(out_channels, in_channels, *kernel, dtype=torch.float64)
     applies = stdp_kernels._compiled_conv2d_step_applies
