@@ -225,6 +225,7 @@ COMPILED_CONV2D_CASES = [
     (2, 3, (3, 2), (0, 1), 8, 5),
     (4, 6, (9, 8), (4, 7), 10, 11),
     (3, 2, (2, 7), (1, 0), 6, 13),
+    (1, 2, (5, 5), (1, 1), 3, 3),  # a map smaller than the kernel: one output position
 ]
 
 
