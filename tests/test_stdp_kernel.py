@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from stdp_reference import conv2d_loop_reference, linear_loop_reference
 
 from plasticity_plugins.kernels import stdp as stdp_kernels
-from plasticity_plugins.kernels.stdp import pair_stdp_accumulate_
+from plasticity_plugins.kernels.stdp import pair_stdp_accumulate_, weight_factors
 from plasticity_plugins.kernels.synapse import ConvGeometry
 from plasticity_plugins.kernels.traces import decay_factor
 
@@ -269,21 +269,31 @@ def test_compiled_conv2d_step_matches_weight_gradient_convolutions(cpp_kernels, 
         torch.testing.assert_close(trace.double(), expected_trace, **tolerance)
 
 
+@pytest.mark.parametrize("dependence", ["additive", "soft", "mozafari"])
 @pytest.mark.parametrize("kind", ["all_to_all", "nearest"])
 @pytest.mark.parametrize("case", COMPILED_CONV2D_CASES[:3])
-def test_conv2d_one_step_compiled_and_torch_paths_agree(cpp_kernels, monkeypatch, case, kind):
+def test_conv2d_compiled_and_torch_paths_agree(cpp_kernels, monkeypatch, case, kind, dependence):
     """One-step calls and a whole-sequence call on a Conv2d through the C++ kernel (traces in
     NCHW order) and through the torch ops (``PLASTICITY_PLUGINS_CPU_EXT=0``: the one-step
     path's two weight-gradient convolutions with channels-last traces, the sequence path's
-    ``[T, B]`` terms): the same updates and traces."""
+    ``[T, B]`` terms), with each weight dependence: the same updates and traces."""
     in_channels, out_channels, kernel, padding, height, width = case
     g = torch.Generator().manual_seed(11)
     out_hw = (height + 2 * padding[0] - kernel[0] + 1, width + 2 * padding[1] - kernel[1] + 1)
     pre = _graded_spikes((6, 2, in_channels, height, width), 0.3, torch.float64, g)
     post = _graded_spikes((6, 2, out_channels, *out_hw), 0.3, torch.float64, g)
     geometry = ConvGeometry((1, 1), padding, (1, 1), 1)
+    weight = torch.rand(out_channels, in_channels, *kernel, generator=g).double()
+    factors = weight_factors(weight, dependence, 0.0, 1.0, 0.7)
     kwargs = dict(
-        a_plus=0.3, a_minus=0.2, pre_decay=0.6, post_decay=0.5, alpha=0.5, kind=kind, conv=geometry
+        a_plus=0.3,
+        a_minus=0.2,
+        pre_decay=0.6,
+        post_decay=0.5,
+        alpha=0.5,
+        kind=kind,
+        conv=geometry,
+        factors=factors,
     )
 
     def run() -> tuple[torch.Tensor, ...]:

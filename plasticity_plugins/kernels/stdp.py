@@ -18,10 +18,10 @@ each term is its own weight-gradient convolution (the same work, without copying
 post-synaptic maps into a stack), with the amplitudes carried by the smaller pre-synaptic rows and
 2-D inputs in channels-last order (oneDNN's fast layout for the weight gradient). A one-step
 call of the additive pair rule (a single-step network's path) has its own kernel, Linear or Conv:
-two products straight from the spikes and traces, with no ``[T, B]`` bookkeeping. The additive
-pair rule on a CPU Conv2d with stride 1, dilation 1 and one group runs, step by step, a C++
-kernel (``cuda/stdp_conv2d.cpp``) that visits only the nonzero spikes of each term's spike
-factor; the torch ops are its fallback and its test oracle.
+two products straight from the spikes and traces, with no ``[T, B]`` bookkeeping. Pair STDP on
+a CPU Conv2d with stride 1, dilation 1 and one group runs, step by step, a C++ kernel
+(``cuda/stdp_conv2d.cpp``) that visits only the nonzero spikes of each term's spike factor; the
+torch ops are its fallback and its test oracle.
 
 Pair STDP with exponential windows (``d = exp(-1 / tau)``)::
 
@@ -334,12 +334,14 @@ def pair_stdp_accumulate_(
         >>> acc
         tensor([[0.2500]])
     """
-    if factors is None and _compiled_conv2d_step_applies(pre, post, post_trace, acc, conv):
-        # Additive rule on a CPU Conv2d: the C++ kernel, one step at a time (it visits only the
-        # nonzero spikes and keeps a step's maps in cache: several times faster than the dense
-        # weight gradients, and than the sequence path's [T, B] maps for any T)
+    if _compiled_conv2d_step_applies(pre, post, post_trace, acc, conv):
+        # A CPU Conv2d: the C++ kernel, one step at a time (it visits only the nonzero spikes
+        # and keeps a step's maps in cache: several times faster than the dense weight
+        # gradients, and than the sequence path's [T, B] maps for any T); the call's two sums
+        # are then weighted by the amplitudes and the weight-dependent factors
         assert conv is not None
         kernel_h, kernel_w = acc.shape[2:]
+        causal_sum, anti_sum = torch.zeros_like(acc), torch.zeros_like(acc)
         for pre_t, post_t in zip(pre, post, strict=True):
             pre_trace = trace_step(pre_trace, pre_t, pre_decay, kind)
             causal, anti, post_trace = torch.ops.plasticity_plugins_cpu.pair_stdp_conv2d_step(
@@ -353,7 +355,13 @@ def pair_stdp_accumulate_(
                 post_decay,
                 kind == "nearest",
             )
-            acc.add_(causal, alpha=alpha * a_plus).add_(anti, alpha=-alpha * a_minus * post_decay)
+            causal_sum.add_(causal)
+            anti_sum.add_(anti)
+        if factors is not None:
+            causal_sum.mul_(factors[0])
+            anti_sum.mul_(factors[1])
+        acc.add_(causal_sum, alpha=alpha * a_plus)
+        acc.add_(anti_sum, alpha=-alpha * a_minus * post_decay)
         return pre_trace, post_trace
     if pre.shape[0] == 1 and factors is None:
         # One step of the additive rule (a single-step network's path, paid at every step next
@@ -381,8 +389,8 @@ def pair_stdp_accumulate_(
 def _compiled_conv2d_step_applies(
     pre: Tensor, post: Tensor, post_trace: Tensor, acc: Tensor, conv: ConvGeometry | None
 ) -> bool:
-    """Whether one step of the additive pair rule can run through the C++ kernel
-    ``pair_stdp_conv2d_step`` (``cuda/stdp_conv2d.cpp``): a CPU Conv2d synapse with stride 1,
+    """Whether pair STDP can run through the C++ kernel ``pair_stdp_conv2d_step``
+    (``cuda/stdp_conv2d.cpp``): a CPU Conv2d synapse with stride 1,
     dilation 1, one group, padding below the kernel size and kernels at most 8 wide, float32 /
     float64 spikes, and the library built."""
     if conv is None or len(conv.stride) != 2 or acc.dim() != 4 or pre.dim() != 5:
