@@ -309,7 +309,7 @@ def test_conv2d_compiled_and_torch_paths_agree(cpp_kernels, monkeypatch, case, k
         return acc, *traces, whole, *whole_traces
 
     acc = torch.zeros(out_channels, in_channels, *kernel, dtype=torch.float64)
-    applies = stdp_kernels._compiled_conv2d_step_applies
+    applies = stdp_kernels._compiled_conv_step_applies
     assert applies(pre[:1], post[:1], post[0], acc, geometry)
     compiled = run()
     monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
@@ -357,3 +357,47 @@ def test_compiled_conv2d_step_rejects_what_it_cannot_compute(cpp_kernels, change
         torch.ops.plasticity_plugins_cpu.pair_stdp_conv2d_step(
             pre, pre, post, post, *kernel, *padding, 0.5, False
         )
+
+
+@pytest.mark.parametrize("kind", ["all_to_all", "nearest"])
+@pytest.mark.parametrize("kernel,padding", [(3, 1), (8, 7), (1, 0), (5, 0)])
+def test_conv1d_compiled_and_torch_paths_agree(cpp_kernels, monkeypatch, kernel, padding, kind):
+    """A Conv1d runs the C++ kernel as a Conv2d of height 1: one-step calls and a whole-sequence
+    call against the torch ops (``PLASTICITY_PLUGINS_CPU_EXT=0``), soft weight dependence."""
+    g = torch.Generator().manual_seed(kernel)
+    length = 13
+    pre = _graded_spikes((5, 2, 3, length), 0.3, torch.float64, g)
+    post = _graded_spikes((5, 2, 4, length + 2 * padding - kernel + 1), 0.3, torch.float64, g)
+    geometry = ConvGeometry((1,), (padding,), (1,), 1)
+    weight = torch.rand(4, 3, kernel, generator=g).double()
+    kwargs = dict(
+        a_plus=0.3,
+        a_minus=0.2,
+        pre_decay=0.6,
+        post_decay=0.5,
+        alpha=0.5,
+        kind=kind,
+        conv=geometry,
+        factors=weight_factors(weight, "soft", 0.0, 1.0, 0.7),
+    )
+
+    def run() -> tuple[torch.Tensor, ...]:
+        acc = torch.zeros_like(weight)
+        traces = (torch.zeros_like(pre[0]), torch.zeros_like(post[0]))
+        for t in range(pre.shape[0]):
+            traces = pair_stdp_accumulate_(acc, pre[t : t + 1], post[t : t + 1], *traces, **kwargs)
+        whole = torch.zeros_like(acc)
+        whole_traces = pair_stdp_accumulate_(
+            whole, pre, post, torch.zeros_like(pre[0]), torch.zeros_like(post[0]), **kwargs
+        )
+        return acc, *traces, whole, *whole_traces
+
+    applies = stdp_kernels._compiled_conv_step_applies
+    assert applies(pre[:1], post[:1], post[0], weight, geometry)
+    compiled = run()
+    monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
+    assert not applies(pre[:1], post[:1], post[0], weight, geometry)
+    reference = run()
+    for ours, theirs in zip(compiled, reference, strict=True):
+        assert ours.shape == theirs.shape
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)

@@ -19,7 +19,7 @@ post-synaptic maps into a stack), with the amplitudes carried by the smaller pre
 2-D inputs in channels-last order (oneDNN's fast layout for the weight gradient). A one-step
 call of the additive pair rule (a single-step network's path) has its own kernel, Linear or Conv:
 two products straight from the spikes and traces, with no ``[T, B]`` bookkeeping. Pair STDP on
-a CPU Conv2d with stride 1, dilation 1 and one group runs, step by step, a C++ kernel
+a CPU Conv1d / Conv2d with stride 1, dilation 1 and one group runs, step by step, a C++ kernel
 (``cuda/stdp_conv2d.cpp``) that visits only the nonzero spikes of each term's spike factor; the
 torch ops are its fallback and its test oracle.
 
@@ -334,35 +334,39 @@ def pair_stdp_accumulate_(
         >>> acc
         tensor([[0.2500]])
     """
-    if _compiled_conv2d_step_applies(pre, post, post_trace, acc, conv):
-        # A CPU Conv2d: the C++ kernel, one step at a time (it visits only the nonzero spikes
-        # and keeps a step's maps in cache: several times faster than the dense weight
+    if _compiled_conv_step_applies(pre, post, post_trace, acc, conv):
+        # A CPU Conv1d / Conv2d: the C++ kernel, one step at a time (it visits only the nonzero
+        # spikes and keeps a step's maps in cache: several times faster than the dense weight
         # gradients, and than the sequence path's [T, B] maps for any T); the call's two sums
-        # are then weighted by the amplitudes and the weight-dependent factors
+        # are then weighted by the amplitudes and the weight-dependent factors. A Conv1d is a
+        # Conv2d of height 1.
         assert conv is not None
-        kernel_h, kernel_w = acc.shape[2:]
+        as_2d = (lambda t: t.unsqueeze(-2)) if len(conv.stride) == 1 else (lambda t: t)
+        padding = (0, *conv.padding) if len(conv.stride) == 1 else conv.padding
+        kernel_h, kernel_w = as_2d(acc).shape[2:]
         causal_sum, anti_sum = torch.zeros_like(acc), torch.zeros_like(acc)
+        post_trace_2d = as_2d(post_trace)
         for pre_t, post_t in zip(pre, post, strict=True):
             pre_trace = trace_step(pre_trace, pre_t, pre_decay, kind)
-            causal, anti, post_trace = torch.ops.plasticity_plugins_cpu.pair_stdp_conv2d_step(
-                pre_t,
-                pre_trace,
-                post_t,
-                post_trace,
+            causal, anti, post_trace_2d = torch.ops.plasticity_plugins_cpu.pair_stdp_conv2d_step(
+                as_2d(pre_t),
+                as_2d(pre_trace),
+                as_2d(post_t),
+                post_trace_2d,
                 kernel_h,
                 kernel_w,
-                *conv.padding,
+                *padding,
                 post_decay,
                 kind == "nearest",
             )
-            causal_sum.add_(causal)
-            anti_sum.add_(anti)
+            causal_sum.add_(causal.view_as(acc))
+            anti_sum.add_(anti.view_as(acc))
         if factors is not None:
             causal_sum.mul_(factors[0])
             anti_sum.mul_(factors[1])
         acc.add_(causal_sum, alpha=alpha * a_plus)
         acc.add_(anti_sum, alpha=-alpha * a_minus * post_decay)
-        return pre_trace, post_trace
+        return pre_trace, post_trace_2d.view_as(post_trace)
     if pre.shape[0] == 1 and factors is None:
         # One step of the additive rule (a single-step network's path, paid at every step next
         # to a forward of the same size): one product per term straight from the spikes and
@@ -386,29 +390,29 @@ def pair_stdp_accumulate_(
     return pre_trace, post_trace
 
 
-def _compiled_conv2d_step_applies(
+def _compiled_conv_step_applies(
     pre: Tensor, post: Tensor, post_trace: Tensor, acc: Tensor, conv: ConvGeometry | None
 ) -> bool:
     """Whether pair STDP can run through the C++ kernel ``pair_stdp_conv2d_step``
-    (``cuda/stdp_conv2d.cpp``): a CPU Conv2d synapse with stride 1,
-    dilation 1, one group, padding below the kernel size and kernels at most 8 wide, float32 /
-    float64 spikes, and the library built."""
-    if conv is None or len(conv.stride) != 2 or acc.dim() != 4 or pre.dim() != 5:
+    (``cuda/stdp_conv2d.cpp``): a CPU Conv1d / Conv2d synapse with stride 1, dilation 1, one
+    group, padding below the kernel size and kernels at most 8 wide, float32 / float64 spikes,
+    and the library built."""
+    if conv is None or pre.dim() != 3 + len(conv.stride) or acc.dim() != 2 + len(conv.stride):
         return False
-    kernel_h, kernel_w = acc.shape[2:]
-    in_channels, height, width = pre.shape[2:]
-    out_height, out_width = post.shape[-2:]
+    kernel = acc.shape[2:]
     # the kernel addresses a sample's zero-bordered maps with 32-bit offsets
-    bordered_pre = in_channels * (height + 2 * conv.padding[0]) * (width + 2 * conv.padding[1] + 8)
-    bordered_post = (out_height + 2 * kernel_h) * (out_width + 2 * kernel_w + 8)
+    bordered_pre = pre.shape[2] * math.prod(
+        n + 2 * p + 8 for n, p in zip(pre.shape[3:], conv.padding, strict=True)
+    )
+    bordered_post = math.prod(n + 2 * k + 8 for n, k in zip(post.shape[3:], kernel, strict=True))
+    ones = (1,) * len(conv.stride)
     return (
         max(bordered_pre, bordered_post) < 2**31
-        and conv.stride == (1, 1)
-        and conv.dilation == (1, 1)
+        and conv.stride == ones
+        and conv.dilation == ones
         and conv.groups == 1
-        and conv.padding[0] < kernel_h
-        and conv.padding[1] < kernel_w
-        and kernel_w <= 8
+        and all(p < k for p, k in zip(conv.padding, kernel, strict=True))
+        and kernel[-1] <= 8
         and pre.device.type == "cpu"
         and pre.dtype in (torch.float32, torch.float64)
         and post.dtype == pre.dtype
