@@ -1,5 +1,5 @@
-// One time step of pair STDP on a Conv2d synapse (stride 1, dilation 1, groups 1), CPU:
-// registers plasticity_plugins_cpu::pair_stdp_conv2d_step.
+// One time step of pair (or triplet) STDP on a Conv2d synapse (stride 1, dilation 1, one group),
+// CPU: registers plasticity_plugins_cpu::pair_stdp_conv2d_step.
 //
 // The sums of the torch path of plasticity_plugins/kernels/stdp.py (its fallback and test
 // oracle), for one step:
@@ -8,7 +8,9 @@
 //   anti[o, c, i, j]   = sum_{b, y, x} post_trace[b, o, y, x] * pre[b, c, y - ph + i, x - pw + j]
 //   post_trace'        = decay * post_trace + post     (nearest: post where post != 0)
 //
-// (input positions outside the map are zero padding). Both sums are weight-gradient
+// (input positions outside the map are zero padding; with trace_spikes given, the trace advances
+// by those instead of post: triplet STDP weights its post spikes by a second trace but counts
+// them plainly in the first). Both sums are weight-gradient
 // convolutions; here each visits only the nonzero spikes of its spike factor, one post channel
 // at a time, so that everything it reads stays in the first-level cache: the causal sum adds,
 // for every nonzero post spike of channel o, the kernel_w-wide rows of the pre trace under its
@@ -33,6 +35,7 @@
 #include <cstdint>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -179,11 +182,13 @@ int64_t nonzeros<float>(const float* map, int64_t rows, int64_t cols, int32_t st
 }
 #endif
 
-// One sample. pre, pre_trace: [C_in, H_in, W_in]; post, trace_old, trace_new: [C_out, H, W].
-// causal, anti: [C_out][C_in][kernel_h][kLanes] (anti's lanes in reverse kernel_w order).
+// One sample. pre, pre_trace: [C_in, H_in, W_in]; post, trace_spikes, trace_old, trace_new:
+// [C_out, H, W]. causal, anti: [C_out][C_in][kernel_h][kLanes] (anti's lanes in reverse
+// kernel_w order).
 template <typename scalar_t>
 void sample_step(const Geometry& g, const scalar_t* pre, const scalar_t* pre_trace,
-                 const scalar_t* post, const scalar_t* trace_old, scalar_t* trace_new,
+                 const scalar_t* post, const scalar_t* trace_spikes, const scalar_t* trace_old,
+                 scalar_t* trace_new,
                  scalar_t decay, bool nearest, scalar_t* causal, scalar_t* anti,
                  std::vector<scalar_t>& bordered_pre, std::vector<scalar_t>& bordered_trace,
                  std::vector<int32_t>& offset, std::vector<scalar_t>& value) {
@@ -248,21 +253,23 @@ void sample_step(const Geometry& g, const scalar_t* pre, const scalar_t* pre_tra
       }
     }
 
+    const scalar_t* fired = trace_spikes + o * out_plane;
     if (nearest) {
 #pragma omp simd
       for (int64_t p = 0; p < out_plane; ++p)
-        updated[p] = spikes[p] != scalar_t(0) ? spikes[p] : decay * old[p];
+        updated[p] = fired[p] != scalar_t(0) ? fired[p] : decay * old[p];
     } else {
 #pragma omp simd
-      for (int64_t p = 0; p < out_plane; ++p) updated[p] = decay * old[p] + spikes[p];
+      for (int64_t p = 0; p < out_plane; ++p) updated[p] = decay * old[p] + fired[p];
     }
   }
 }
 
 template <typename scalar_t>
 void run(const Geometry& g, const at::Tensor& pre, const at::Tensor& pre_trace,
-         const at::Tensor& post, const at::Tensor& trace_old, at::Tensor& trace_new, double decay,
-         bool nearest, at::Tensor& causal_out, at::Tensor& anti_out) {
+         const at::Tensor& post, const at::Tensor& trace_spikes, const at::Tensor& trace_old,
+         at::Tensor& trace_new, double decay, bool nearest, at::Tensor& causal_out,
+         at::Tensor& anti_out) {
   const int64_t batch = pre.size(0);
   const int64_t in_size = g.in_channels * g.in_h * g.in_w;
   const int64_t out_size = g.out_channels * g.out_h * g.out_w;
@@ -270,6 +277,7 @@ void run(const Geometry& g, const at::Tensor& pre, const at::Tensor& pre_trace,
   const scalar_t* pre_data = pre.const_data_ptr<scalar_t>();
   const scalar_t* pre_trace_data = pre_trace.const_data_ptr<scalar_t>();
   const scalar_t* post_data = post.const_data_ptr<scalar_t>();
+  const scalar_t* fired_data = trace_spikes.const_data_ptr<scalar_t>();
   const scalar_t* old_data = trace_old.const_data_ptr<scalar_t>();
   scalar_t* new_data = trace_new.mutable_data_ptr<scalar_t>();
   scalar_t* causal_total = causal_out.mutable_data_ptr<scalar_t>();
@@ -284,7 +292,8 @@ void run(const Geometry& g, const at::Tensor& pre, const at::Tensor& pre_trace,
     std::vector<scalar_t> value(entries);
     for (int64_t b = begin; b < end; ++b) {
       sample_step(g, pre_data + b * in_size, pre_trace_data + b * in_size,
-                  post_data + b * out_size, old_data + b * out_size, new_data + b * out_size,
+                  post_data + b * out_size, fired_data + b * out_size, old_data + b * out_size,
+                  new_data + b * out_size,
                   static_cast<scalar_t>(decay), nearest, causal.data(), anti.data(), bordered_pre,
                   bordered_trace, offset, value);
     }
@@ -302,17 +311,20 @@ void run(const Geometry& g, const at::Tensor& pre, const at::Tensor& pre_trace,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_stdp_conv2d_step_cpu(
     const at::Tensor& pre, const at::Tensor& pre_trace, const at::Tensor& post,
     const at::Tensor& post_trace, int64_t kernel_h, int64_t kernel_w, int64_t pad_h,
-    int64_t pad_w, double post_decay, bool nearest) {
+    int64_t pad_w, double post_decay, bool nearest,
+    const std::optional<at::Tensor>& trace_spikes) {
   constexpr const char* name = "pair_stdp_conv2d_step";
   TORCH_CHECK(pre.dim() == 4 && post.dim() == 4, name, ": pre and post must be [B, C, H, W], got ",
               pre.sizes(), " and ", post.sizes());
   TORCH_CHECK(pre_trace.sizes() == pre.sizes() && post_trace.sizes() == post.sizes(), name,
               ": each trace must have its spikes' shape");
   TORCH_CHECK(pre.size(0) == post.size(0), name, ": batch sizes differ");
+  const at::Tensor& fired = trace_spikes.has_value() ? *trace_spikes : post;
+  TORCH_CHECK(fired.sizes() == post.sizes(), name, ": trace_spikes must have post's shape");
   const auto dtype = pre.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, name,
               ": float32 or float64 only, got ", dtype);
-  for (const at::Tensor* t : {&pre, &pre_trace, &post, &post_trace}) {
+  for (const at::Tensor* t : {&pre, &pre_trace, &post, &post_trace, &fired}) {
     TORCH_CHECK(t->scalar_type() == dtype, name, ": mixed dtypes");
     TORCH_CHECK(t->device().is_cpu(), name, ": CPU tensors only");
   }
@@ -332,14 +344,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_stdp_conv2d_step_cpu(
   at::Tensor updated = at::empty(post.sizes(), post.options());
   at::Tensor causal = at::zeros({g.out_channels, g.in_channels, kernel_h, kernel_w}, pre.options());
   at::Tensor anti = at::zeros({g.out_channels, g.in_channels, kernel_h, kernel_w}, pre.options());
-  const auto args = std::make_tuple(pre.contiguous(), pre_trace.contiguous(), post.contiguous(),
-                                    post_trace.contiguous());
+  const at::Tensor pre_c = pre.contiguous(), pre_trace_c = pre_trace.contiguous();
+  const at::Tensor post_c = post.contiguous(), fired_c = fired.contiguous();
+  const at::Tensor old_c = post_trace.contiguous();
   if (dtype == at::kFloat) {
-    run<float>(g, std::get<0>(args), std::get<1>(args), std::get<2>(args), std::get<3>(args),
-               updated, post_decay, nearest, causal, anti);
+    run<float>(g, pre_c, pre_trace_c, post_c, fired_c, old_c, updated, post_decay, nearest, causal,
+               anti);
   } else {
-    run<double>(g, std::get<0>(args), std::get<1>(args), std::get<2>(args), std::get<3>(args),
-                updated, post_decay, nearest, causal, anti);
+    run<double>(g, pre_c, pre_trace_c, post_c, fired_c, old_c, updated, post_decay, nearest,
+                causal, anti);
   }
   return {causal, anti, updated};
 }
@@ -349,8 +362,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_stdp_conv2d_step_cpu(
 TORCH_LIBRARY_FRAGMENT(plasticity_plugins_cpu, m) {
   m.def(
       "pair_stdp_conv2d_step(Tensor pre, Tensor pre_trace, Tensor post, Tensor post_trace, "
-      "int kernel_h, int kernel_w, int pad_h, int pad_w, float post_decay, bool nearest) -> "
-      "(Tensor, Tensor, Tensor)");
+      "int kernel_h, int kernel_w, int pad_h, int pad_w, float post_decay, bool nearest, "
+      "Tensor? trace_spikes=None) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(plasticity_plugins_cpu, CPU, m) {

@@ -11,7 +11,12 @@ import torch.nn.functional as F
 from stdp_reference import conv2d_loop_reference, linear_loop_reference
 
 from plasticity_plugins.kernels import stdp as stdp_kernels
-from plasticity_plugins.kernels.stdp import pair_stdp_accumulate_, weight_factors
+from plasticity_plugins.kernels.stdp import (
+    TripletTraces,
+    pair_stdp_accumulate_,
+    triplet_stdp_accumulate_,
+    weight_factors,
+)
 from plasticity_plugins.kernels.synapse import ConvGeometry
 from plasticity_plugins.kernels.traces import decay_factor
 
@@ -400,4 +405,53 @@ def test_conv1d_compiled_and_torch_paths_agree(cpp_kernels, monkeypatch, kernel,
     reference = run()
     for ours, theirs in zip(compiled, reference, strict=True):
         assert ours.shape == theirs.shape
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dependence", ["additive", "soft"])
+@pytest.mark.parametrize("kind", ["all_to_all", "nearest"])
+@pytest.mark.parametrize("dims", [1, 2])
+def test_triplet_conv_compiled_and_torch_paths_agree(
+    cpp_kernels, monkeypatch, dims, kind, dependence
+):
+    """Triplet STDP on a Conv1d / Conv2d through the C++ kernel (the amplitudes on the spikes,
+    o1 advanced by the plain post spikes) and through the torch ops: one-step calls and a
+    whole-sequence call give the same update and the same four traces."""
+    g = torch.Generator().manual_seed(7 + dims)
+    spatial_in, kernel, padding = ((9, 8), (3, 2), (1, 1)) if dims == 2 else ((13,), (4,), (2,))
+    sizes = zip(spatial_in, padding, kernel, strict=True)
+    spatial_out = tuple(n + 2 * p - k + 1 for n, p, k in sizes)
+    pre = _graded_spikes((5, 2, 3, *spatial_in), 0.3, torch.float64, g)
+    post = _graded_spikes((5, 2, 4, *spatial_out), 0.3, torch.float64, g)
+    geometry = ConvGeometry((1,) * dims, padding, (1,) * dims, 1)
+    weight = torch.rand(4, 3, *kernel, generator=g).double()
+    kwargs = dict(
+        a2_plus=0.3,
+        a3_plus=0.2,
+        a2_minus=0.25,
+        a3_minus=0.1,
+        decays=(0.6, 0.7, 0.5, 0.8),
+        alpha=0.5,
+        kind=kind,
+        conv=geometry,
+        factors=weight_factors(weight, dependence, 0.0, 1.0, 0.7),
+    )
+
+    def zeros() -> TripletTraces:
+        return TripletTraces(*(torch.zeros_like(x) for x in (pre[0], pre[0], post[0], post[0])))
+
+    def run() -> tuple[torch.Tensor, ...]:
+        acc, traces = torch.zeros_like(weight), zeros()
+        for pre_t, post_t in zip(pre.split(1), post.split(1), strict=True):
+            traces = triplet_stdp_accumulate_(acc, pre_t, post_t, traces, **kwargs)
+        whole = torch.zeros_like(weight)
+        whole_traces = triplet_stdp_accumulate_(whole, pre, post, zeros(), **kwargs)
+        return acc, *traces, whole, *whole_traces
+
+    applies = stdp_kernels._compiled_conv_step_applies
+    assert applies(pre[:1], post[:1], post[0], weight, geometry)
+    compiled = run()
+    monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
+    reference = run()
+    for ours, theirs in zip(compiled, reference, strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)

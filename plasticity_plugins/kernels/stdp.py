@@ -18,10 +18,10 @@ each term is its own weight-gradient convolution (the same work, without copying
 post-synaptic maps into a stack), with the amplitudes carried by the smaller pre-synaptic rows and
 2-D inputs in channels-last order (oneDNN's fast layout for the weight gradient). A one-step
 call of the additive pair rule (a single-step network's path) has its own kernel, Linear or Conv:
-two products straight from the spikes and traces, with no ``[T, B]`` bookkeeping. Pair STDP on
-a CPU Conv1d / Conv2d with stride 1, dilation 1 and one group runs, step by step, a C++ kernel
-(``cuda/stdp_conv2d.cpp``) that visits only the nonzero spikes of each term's spike factor; the
-torch ops are its fallback and its test oracle.
+two products straight from the spikes and traces, with no ``[T, B]`` bookkeeping. Pair and
+triplet STDP on a CPU Conv1d / Conv2d with stride 1, dilation 1 and one group run, step by step,
+a C++ kernel (``cuda/stdp_conv2d.cpp``) that visits only the nonzero spikes of each term's spike
+factor; the torch ops are its fallback and its test oracle.
 
 Pair STDP with exponential windows (``d = exp(-1 / tau)``)::
 
@@ -337,36 +337,18 @@ def pair_stdp_accumulate_(
     if _compiled_conv_step_applies(pre, post, post_trace, acc, conv):
         # A CPU Conv1d / Conv2d: the C++ kernel, one step at a time (it visits only the nonzero
         # spikes and keeps a step's maps in cache: several times faster than the dense weight
-        # gradients, and than the sequence path's [T, B] maps for any T); the call's two sums
-        # are then weighted by the amplitudes and the weight-dependent factors. A Conv1d is a
-        # Conv2d of height 1.
+        # gradients, and than the sequence path's [T, B] maps for any T)
         assert conv is not None
-        as_2d = (lambda t: t.unsqueeze(-2)) if len(conv.stride) == 1 else (lambda t: t)
-        padding = (0, *conv.padding) if len(conv.stride) == 1 else conv.padding
-        kernel_h, kernel_w = as_2d(acc).shape[2:]
         causal_sum, anti_sum = torch.zeros_like(acc), torch.zeros_like(acc)
-        post_trace_2d = as_2d(post_trace)
         for pre_t, post_t in zip(pre, post, strict=True):
             pre_trace = trace_step(pre_trace, pre_t, pre_decay, kind)
-            causal, anti, post_trace_2d = torch.ops.plasticity_plugins_cpu.pair_stdp_conv2d_step(
-                as_2d(pre_t),
-                as_2d(pre_trace),
-                as_2d(post_t),
-                post_trace_2d,
-                kernel_h,
-                kernel_w,
-                *padding,
-                post_decay,
-                kind == "nearest",
+            post_trace = _compiled_conv_step(
+                causal_sum, anti_sum, pre_t, pre_trace, post_t, post_trace, post_decay, kind, conv
             )
-            causal_sum.add_(causal.view_as(acc))
-            anti_sum.add_(anti.view_as(acc))
-        if factors is not None:
-            causal_sum.mul_(factors[0])
-            anti_sum.mul_(factors[1])
-        acc.add_(causal_sum, alpha=alpha * a_plus)
-        acc.add_(anti_sum, alpha=-alpha * a_minus * post_decay)
-        return pre_trace, post_trace_2d.view_as(post_trace)
+        _add_weighted_sums(
+            acc, causal_sum, anti_sum, alpha * a_plus, -alpha * a_minus * post_decay, factors
+        )
+        return pre_trace, post_trace
     if pre.shape[0] == 1 and factors is None:
         # One step of the additive rule (a single-step network's path, paid at every step next
         # to a forward of the same size): one product per term straight from the spikes and
@@ -419,6 +401,59 @@ def _compiled_conv_step_applies(
         and post_trace.dtype == pre.dtype
         and cpu_ops_available()
     )
+
+
+def _compiled_conv_step(
+    causal_sum: Tensor,
+    anti_sum: Tensor,
+    pre_value: Tensor,
+    pre_trace: Tensor,
+    post_value: Tensor,
+    post_trace: Tensor,
+    post_decay: float,
+    kind: TraceKind,
+    conv: ConvGeometry,
+    trace_spikes: Tensor | None = None,
+) -> Tensor:
+    """One step through the C++ kernel (see :func:`_compiled_conv_step_applies`): adds
+    ``sum post_value (x) pre_trace`` to ``causal_sum`` and ``sum post_trace (x) pre_value`` to
+    ``anti_sum`` (weight-shaped), and returns the post trace advanced by ``trace_spikes``
+    (default ``post_value``). A Conv1d runs as a Conv2d of height 1."""
+    if len(conv.stride) == 1:
+        as_2d, padding = (lambda t: t.unsqueeze(-2)), (0, *conv.padding)
+    else:
+        as_2d, padding = (lambda t: t), conv.padding
+    kernel_h, kernel_w = as_2d(causal_sum).shape[2:]
+    causal, anti, advanced = torch.ops.plasticity_plugins_cpu.pair_stdp_conv2d_step(
+        as_2d(pre_value),
+        as_2d(pre_trace),
+        as_2d(post_value),
+        as_2d(post_trace),
+        kernel_h,
+        kernel_w,
+        *padding,
+        post_decay,
+        kind == "nearest",
+        None if trace_spikes is None else as_2d(trace_spikes),
+    )
+    causal_sum.add_(causal.view_as(causal_sum))
+    anti_sum.add_(anti.view_as(anti_sum))
+    return advanced.view_as(post_trace)
+
+
+def _add_weighted_sums(
+    acc: Tensor,
+    causal_sum: Tensor,
+    anti_sum: Tensor,
+    causal_scale: float,
+    anti_scale: float,
+    factors: tuple[Tensor, Tensor] | None,
+) -> None:
+    """``acc += causal_scale f_plus(w) causal_sum + anti_scale f_minus(w) anti_sum``."""
+    if factors is not None:
+        causal_sum.mul_(factors[0])
+        anti_sum.mul_(factors[1])
+    acc.add_(causal_sum, alpha=causal_scale).add_(anti_sum, alpha=anti_scale)
 
 
 class TripletTraces(NamedTuple):
@@ -506,6 +541,33 @@ def triplet_stdp_accumulate_(
         >>> acc  # first post spike: no earlier post spike, no change; second: 0.25 * 0.5
         tensor([[0.1250]])
     """
+    if _compiled_conv_step_applies(pre, post, traces.o1, acc, conv):
+        # A CPU Conv1d / Conv2d: the C++ kernel, step by step (see pair_stdp_accumulate_), with
+        # the triplet amplitudes on the spikes and o1 advanced by the plain post spikes
+        assert conv is not None
+        d_plus, d_x, d_minus, d_y = decays
+        causal_sum, anti_sum = torch.zeros_like(acc), torch.zeros_like(acc)
+        r1, r2, o1, o2 = traces
+        for pre_t, post_t in zip(pre, post, strict=True):
+            r1 = trace_step(r1, pre_t, d_plus, kind)
+            weighted_pre = pre_t * (a2_minus + a3_minus * d_x * r2)
+            weighted_post = post_t * (a2_plus + a3_plus * d_y * o2)
+            o1_next = _compiled_conv_step(
+                causal_sum,
+                anti_sum,
+                weighted_pre,
+                r1,
+                weighted_post,
+                o1,
+                d_minus,
+                kind,
+                conv,
+                post_t,
+            )
+            r2 = trace_step(r2, pre_t, d_x, kind)
+            o1, o2 = o1_next, trace_step(o2, post_t, d_y, kind)
+        _add_weighted_sums(acc, causal_sum, anti_sum, alpha, -alpha * d_minus, factors)
+        return TripletTraces(r1, r2, o1, o2)
     terms, traces = triplet_stdp_terms(
         pre,
         post,
