@@ -229,6 +229,10 @@ CONV_CASES = [
     (2, 1, 2, 2, 2, DEPENDENCES[2], "nearest"),
     (1, 2, 1, 2, 2, DEPENDENCES[0], "nearest"),
     (1, 1, 0, 1, 1, DEPENDENCES[1], "all_to_all"),
+    # stride 1, dilation 1, one group: the C++ kernel on CPU
+    (2, 1, 1, 1, 1, DEPENDENCES[2], "nearest"),
+    (2, 1, 0, 1, 1, DEPENDENCES[0], "all_to_all"),
+    (1, 1, 2, 1, 1, DEPENDENCES[2], "nearest"),
 ]
 
 
