@@ -38,6 +38,8 @@ class TripletSTDP(WeightDependent):
         * Sign: ``-dw`` is added to ``weight.grad`` (``SGD(lr=1)`` applies ``dw``).
         * Traces persist across forward calls until ``handle.reset()``.
         * Weight dependence and bounds: keyword-only, see :class:`WeightDependent`.
+        * Computation: as :class:`~plasticity_plugins.rules.STDP` (a C++ kernel for CPU
+          Conv1d / Conv2d with stride 1, dilation 1 and one group).
 
     Args:
         a2_plus, a3_plus: pair and triplet potentiation amplitudes.
