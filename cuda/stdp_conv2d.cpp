@@ -8,17 +8,17 @@
 //   anti[o, c, i, j]   = sum_{b, y, x} post_trace[b, o, y, x] * pre[b, c, y - ph + i, x - pw + j]
 //   post_trace'        = decay * post_trace + post     (nearest: post where post != 0)
 //
-// (input positions outside the map are zero padding; with trace_spikes given, the trace advances
-// by those instead of post: triplet STDP weights its post spikes by a second trace but counts
-// them plainly in the first). Both sums are weight-gradient
-// convolutions; here each visits only the nonzero spikes of its spike factor, one post channel
-// at a time, so that everything it reads stays in the first-level cache: the causal sum adds,
-// for every nonzero post spike of channel o, the kernel_w-wide rows of the pre trace under its
-// receptive field (a zero-bordered copy of the sample's pre trace); the anti-causal sum adds, for
-// every nonzero pre spike, the rows of channel o's old post trace that the spike reaches (a
-// zero-bordered copy of that plane). A row is summed eight lanes wide (kernel_w <= 8). The post
-// trace is updated in the same pass over the plane. Parallel over the batch, with per-thread
-// sums added at the end.
+// (input positions outside the map are zero padding; with trace_spikes given, the trace advances by
+// those instead of post: triplet STDP weights its post spikes by a second trace but counts them
+// plainly in the first; with advance_trace false, the trace is not computed and the third output is
+// an empty tensor, for callers that hold the traces already). Both sums are weight-gradient
+// convolutions; here each visits only the nonzero spikes of its spike factor, one post channel at a
+// time, so that everything it reads stays in the first-level cache: the causal sum adds, for every
+// nonzero post spike of channel o, the kernel_w-wide rows of the pre trace under its receptive
+// field (a zero-bordered copy of the sample's pre trace); the anti-causal sum adds, for every
+// nonzero pre spike, the rows of channel o's old post trace that the spike reaches (a zero-bordered
+// copy of that plane). A row is summed eight lanes wide (kernel_w <= 8). The post trace is updated
+// in the same pass over the plane. Parallel over the batch, with per-thread sums added at the end.
 //
 // Loaded as a plain shared library (no pybind11 module), reached through torch.ops.
 #include <ATen/Parallel.h>
@@ -229,7 +229,7 @@ void sample_step(const Geometry& g, const scalar_t* pre, const scalar_t* pre_tra
   for (int64_t o = 0; o < g.out_channels; ++o) {
     const scalar_t* spikes = post + o * out_plane;
     const scalar_t* old = trace_old + o * out_plane;
-    scalar_t* updated = trace_new + o * out_plane;
+    scalar_t* updated = trace_new == nullptr ? nullptr : trace_new + o * out_plane;
     scalar_t* causal_rows = causal + o * rows * kLanes;
     scalar_t* anti_rows = anti + o * rows * kLanes;
 
@@ -253,6 +253,7 @@ void sample_step(const Geometry& g, const scalar_t* pre, const scalar_t* pre_tra
       }
     }
 
+    if (trace_new == nullptr) continue;
     const scalar_t* fired = trace_spikes + o * out_plane;
     if (nearest) {
 #pragma omp simd
@@ -279,7 +280,7 @@ void run(const Geometry& g, const at::Tensor& pre, const at::Tensor& pre_trace,
   const scalar_t* post_data = post.const_data_ptr<scalar_t>();
   const scalar_t* fired_data = trace_spikes.const_data_ptr<scalar_t>();
   const scalar_t* old_data = trace_old.const_data_ptr<scalar_t>();
-  scalar_t* new_data = trace_new.mutable_data_ptr<scalar_t>();
+  scalar_t* new_data = trace_new.numel() > 0 ? trace_new.mutable_data_ptr<scalar_t>() : nullptr;
   scalar_t* causal_total = causal_out.mutable_data_ptr<scalar_t>();
   scalar_t* anti_total = anti_out.mutable_data_ptr<scalar_t>();
   std::mutex total_lock;
@@ -293,7 +294,7 @@ void run(const Geometry& g, const at::Tensor& pre, const at::Tensor& pre_trace,
     for (int64_t b = begin; b < end; ++b) {
       sample_step(g, pre_data + b * in_size, pre_trace_data + b * in_size,
                   post_data + b * out_size, fired_data + b * out_size, old_data + b * out_size,
-                  new_data + b * out_size,
+                  new_data == nullptr ? nullptr : new_data + b * out_size,
                   static_cast<scalar_t>(decay), nearest, causal.data(), anti.data(), bordered_pre,
                   bordered_trace, offset, value);
     }
@@ -312,7 +313,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_stdp_conv2d_step_cpu(
     const at::Tensor& pre, const at::Tensor& pre_trace, const at::Tensor& post,
     const at::Tensor& post_trace, int64_t kernel_h, int64_t kernel_w, int64_t pad_h,
     int64_t pad_w, double post_decay, bool nearest,
-    const std::optional<at::Tensor>& trace_spikes) {
+    const std::optional<at::Tensor>& trace_spikes, bool advance_trace) {
   constexpr const char* name = "pair_stdp_conv2d_step";
   TORCH_CHECK(pre.dim() == 4 && post.dim() == 4, name, ": pre and post must be [B, C, H, W], got ",
               pre.sizes(), " and ", post.sizes());
@@ -341,7 +342,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_stdp_conv2d_step_cpu(
   TORCH_CHECK(g.in_channels * g.pre_plane() < std::numeric_limits<int32_t>::max() &&
                   g.trace_plane() < std::numeric_limits<int32_t>::max(),
               name, ": a sample's maps are too large for 32-bit offsets");
-  at::Tensor updated = at::empty(post.sizes(), post.options());
+  at::Tensor updated = at::empty(advance_trace ? post.sizes() : at::IntArrayRef{0}, post.options());
   at::Tensor causal = at::zeros({g.out_channels, g.in_channels, kernel_h, kernel_w}, pre.options());
   at::Tensor anti = at::zeros({g.out_channels, g.in_channels, kernel_h, kernel_w}, pre.options());
   const at::Tensor pre_c = pre.contiguous(), pre_trace_c = pre_trace.contiguous();
@@ -363,7 +364,7 @@ TORCH_LIBRARY_FRAGMENT(plasticity_plugins_cpu, m) {
   m.def(
       "pair_stdp_conv2d_step(Tensor pre, Tensor pre_trace, Tensor post, Tensor post_trace, "
       "int kernel_h, int kernel_w, int pad_h, int pad_w, float post_decay, bool nearest, "
-      "Tensor? trace_spikes=None) -> (Tensor, Tensor, Tensor)");
+      "Tensor? trace_spikes=None, bool advance_trace=True) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(plasticity_plugins_cpu, CPU, m) {

@@ -738,13 +738,18 @@ def test_reward_multiplies_along_the_batch_axis_and_missing_reward_is_zero():
     np.testing.assert_allclose(-fc.weight.grad.numpy(), expected, rtol=1e-12, atol=1e-15)
 
 
-def test_mstdpet_conv_matches_per_step_per_sample_reference():
+@pytest.mark.parametrize("eligibility", [True, False], ids=["MSTDPET", "MSTDP"])
+@pytest.mark.parametrize("stride,groups", [(2, 2), (1, 1)])  # (1, 1): the C++ kernel on CPU
+def test_reward_modulated_conv_matches_per_step_per_sample_reference(stride, groups, eligibility):
     g = torch.Generator().manual_seed(11)
-    conv = nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=2, bias=False).double()
-    geometry = ConvGeometry((2, 2), (1, 1), (1, 1), 2)
-    rule = MSTDPET(a_plus=0.5, a_minus=0.3, tau_pre=3, tau_post=4, tau_e=5)
+    conv = nn.Conv2d(4, 4, 3, stride=stride, padding=1, groups=groups, bias=False).double()
+    geometry = ConvGeometry((stride, stride), (1, 1), (1, 1), groups)
+    if eligibility:
+        rule = MSTDPET(a_plus=0.5, a_minus=0.3, tau_pre=3, tau_post=4, tau_e=5)
+    else:
+        rule = MSTDP(a_plus=0.5, a_minus=0.3, tau_pre=3, tau_post=4)
     pre = spikes(6, 2, 4, 6, 6, p=0.4, generator=g)
-    post = spikes(6, 2, 4, 3, 3, p=0.4, generator=g)
+    post = spikes(6, 2, 4, *conv(pre[0]).shape[2:], p=0.4, generator=g)
     reward = torch.randn(6, 2, generator=g, dtype=torch.float64)
     state: dict = {}
     for t in range(6):
@@ -764,7 +769,7 @@ def test_mstdpet_conv_matches_per_step_per_sample_reference():
             )
             outer_accumulate_(zeta, post_before[b : b + 1], pre[t, b : b + 1], -0.3, geometry)
             e[b] = e[b] * d_e + zeta / 5
-            dw += reward[t, b] * e[b] / 2
+            dw += reward[t, b] * (e[b] if eligibility else zeta) / 2
     torch.testing.assert_close(-conv.weight.grad, dw, rtol=1e-10, atol=1e-14)
 
 

@@ -19,9 +19,9 @@ post-synaptic maps into a stack), with the amplitudes carried by the smaller pre
 2-D inputs in channels-last order (oneDNN's fast layout for the weight gradient). A one-step
 call of the additive pair rule (a single-step network's path) has its own kernel, Linear or Conv:
 two products straight from the spikes and traces, with no ``[T, B]`` bookkeeping. Pair and
-triplet STDP on a CPU Conv1d / Conv2d with stride 1, dilation 1 and one group run, step by step,
-a C++ kernel (``cuda/stdp_conv2d.cpp``) that visits only the nonzero spikes of each term's spike
-factor; the torch ops are its fallback and its test oracle.
+triplet STDP and :func:`accumulate_terms_` on a CPU Conv1d / Conv2d with stride 1, dilation 1
+and one group run, step by step, a C++ kernel (``cuda/stdp_conv2d.cpp``) that visits only the
+nonzero spikes of each term's spike factor; the torch ops are its fallback and its test oracle.
 
 Pair STDP with exponential windows (``d = exp(-1 / tau)``)::
 
@@ -169,6 +169,32 @@ def accumulate_terms_(
         ``acc``.
     """
     steps, batch = terms.causal_post.shape[:2]
+    if _compiled_conv_step_applies(terms.anti_pre, terms.causal_post, terms.anti_post, acc, conv):
+        # A CPU Conv1d / Conv2d: the C++ kernel, step by step (the spike factors causal_post
+        # and anti_pre are sparse); a per-sample scale goes on the small pre-synaptic factors
+        assert conv is not None
+        causal_sum, anti_sum = torch.zeros_like(acc), torch.zeros_like(acc)
+        for t, (causal_post, causal_pre, anti_post, anti_pre) in enumerate(
+            zip(*terms, strict=True)
+        ):
+            if post_scale is not None:
+                sample_scale = post_scale.to(acc.dtype).expand(steps, batch)[t]
+                sample_scale = sample_scale.reshape(batch, *([1] * (causal_pre.dim() - 1)))
+                causal_pre, anti_pre = causal_pre * sample_scale, anti_pre * sample_scale
+            _compiled_conv_step(
+                causal_sum,
+                anti_sum,
+                anti_pre,
+                causal_pre,
+                causal_post,
+                anti_post,
+                0.0,
+                "all_to_all",
+                conv,
+                advance_trace=False,
+            )
+        _add_weighted_sums(acc, causal_sum, anti_sum, alpha * a_plus, -alpha * a_minus, factors)
+        return acc
     rows = steps * batch
     scale = _row_scale(post_scale, steps, batch, terms.causal_post)
     if factors is None:
@@ -414,11 +440,13 @@ def _compiled_conv_step(
     kind: TraceKind,
     conv: ConvGeometry,
     trace_spikes: Tensor | None = None,
+    advance_trace: bool = True,
 ) -> Tensor:
     """One step through the C++ kernel (see :func:`_compiled_conv_step_applies`): adds
     ``sum post_value (x) pre_trace`` to ``causal_sum`` and ``sum post_trace (x) pre_value`` to
     ``anti_sum`` (weight-shaped), and returns the post trace advanced by ``trace_spikes``
-    (default ``post_value``). A Conv1d runs as a Conv2d of height 1."""
+    (default ``post_value``), or ``post_trace`` itself with ``advance_trace=False``. A Conv1d
+    runs as a Conv2d of height 1."""
     if len(conv.stride) == 1:
         as_2d, padding = (lambda t: t.unsqueeze(-2)), (0, *conv.padding)
     else:
@@ -435,10 +463,11 @@ def _compiled_conv_step(
         post_decay,
         kind == "nearest",
         None if trace_spikes is None else as_2d(trace_spikes),
+        advance_trace,
     )
     causal_sum.add_(causal.view_as(causal_sum))
     anti_sum.add_(anti.view_as(anti_sum))
-    return advanced.view_as(post_trace)
+    return advanced.view_as(post_trace) if advance_trace else post_trace
 
 
 def _add_weighted_sums(
