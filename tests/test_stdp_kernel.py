@@ -272,6 +272,18 @@ def test_compiled_conv2d_step_matches_weight_gradient_convolutions(cpp_kernels, 
         decayed = 0.9 * post_trace.double()
         expected_trace = torch.where(post != 0, post, decayed) if nearest else decayed + post
         torch.testing.assert_close(trace.double(), expected_trace, **tolerance)
+    # the trace advanced by other spikes (triplet STDP), and not computed at all
+    other = _graded_spikes(post.shape, 0.5, dtype, g)
+    *sums, trace = torch.ops.plasticity_plugins_cpu.pair_stdp_conv2d_step(
+        pre, pre_trace, post, post_trace, *kernel, *padding, 0.9, False, other
+    )
+    torch.testing.assert_close(trace.double(), 0.9 * post_trace.double() + other, **tolerance)
+    *same_sums, nothing = torch.ops.plasticity_plugins_cpu.pair_stdp_conv2d_step(
+        pre, pre_trace, post, post_trace, *kernel, *padding, 0.9, False, None, False
+    )
+    assert nothing.numel() == 0
+    for ours, theirs in zip(sums, same_sums, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("dependence", ["additive", "soft", "mozafari"])
