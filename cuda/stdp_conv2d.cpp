@@ -11,7 +11,8 @@
 // (input positions outside the map are zero padding; with trace_spikes given, the trace advances by
 // those instead of post: triplet STDP weights its post spikes by a second trace but counts them
 // plainly in the first; with advance_trace false, the trace is not computed and the third output is
-// an empty tensor, for callers that hold the traces already). Both sums are weight-gradient
+// an empty tensor, for callers that hold the traces already; with per_sample, the sums are kept
+// per sample, [B, *weight shape], for per-sample eligibilities). Both sums are weight-gradient
 // convolutions; here each visits only the nonzero spikes of its spike factor, one post channel at a
 // time, so that everything it reads stays in the first-level cache: the causal sum adds, for every
 // nonzero post spike of channel o, the kernel_w-wide rows of the pre trace under its receptive
@@ -266,15 +267,31 @@ void sample_step(const Geometry& g, const scalar_t* pre, const scalar_t* pre_tra
   }
 }
 
+// Adds a thread's row sums ([C_out][C_in][kernel_h][kLanes], anti's lanes reversed) into the
+// weight-shaped outputs.
+template <typename scalar_t>
+void add_row_sums(const Geometry& g, const std::vector<scalar_t>& causal,
+                  const std::vector<scalar_t>& anti, scalar_t* causal_out, scalar_t* anti_out) {
+  const int64_t rows = g.out_channels * g.in_channels * g.kernel_h;
+  const int64_t kernel_w = g.kernel_w;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < kernel_w; ++j) {
+      causal_out[r * kernel_w + j] += causal[r * kLanes + j];
+      anti_out[r * kernel_w + j] += anti[r * kLanes + kernel_w - 1 - j];
+    }
+  }
+}
+
 template <typename scalar_t>
 void run(const Geometry& g, const at::Tensor& pre, const at::Tensor& pre_trace,
          const at::Tensor& post, const at::Tensor& trace_spikes, const at::Tensor& trace_old,
-         at::Tensor& trace_new, double decay, bool nearest, at::Tensor& causal_out,
-         at::Tensor& anti_out) {
+         at::Tensor& trace_new, double decay, bool nearest, bool per_sample,
+         at::Tensor& causal_out, at::Tensor& anti_out) {
   const int64_t batch = pre.size(0);
   const int64_t in_size = g.in_channels * g.in_h * g.in_w;
   const int64_t out_size = g.out_channels * g.out_h * g.out_w;
   const int64_t row_sums = g.out_channels * g.in_channels * g.kernel_h * kLanes;
+  const int64_t weight_size = g.out_channels * g.in_channels * g.kernel_h * g.kernel_w;
   const scalar_t* pre_data = pre.const_data_ptr<scalar_t>();
   const scalar_t* pre_trace_data = pre_trace.const_data_ptr<scalar_t>();
   const scalar_t* post_data = post.const_data_ptr<scalar_t>();
@@ -297,14 +314,15 @@ void run(const Geometry& g, const at::Tensor& pre, const at::Tensor& pre_trace,
                   new_data == nullptr ? nullptr : new_data + b * out_size,
                   static_cast<scalar_t>(decay), nearest, causal.data(), anti.data(), bordered_pre,
                   bordered_trace, offset, value);
-    }
-    std::lock_guard<std::mutex> guard(total_lock);
-    const int64_t kernel_w = g.kernel_w;
-    for (int64_t r = 0; r < row_sums / kLanes; ++r) {
-      for (int64_t j = 0; j < kernel_w; ++j) {
-        causal_total[r * kernel_w + j] += causal[r * kLanes + j];
-        anti_total[r * kernel_w + j] += anti[r * kLanes + kernel_w - 1 - j];
+      if (per_sample) {  // each sample's sums to its own slot (no other thread writes there)
+        add_row_sums(g, causal, anti, causal_total + b * weight_size, anti_total + b * weight_size);
+        std::fill(causal.begin(), causal.end(), scalar_t(0));
+        std::fill(anti.begin(), anti.end(), scalar_t(0));
       }
+    }
+    if (!per_sample) {
+      std::lock_guard<std::mutex> guard(total_lock);
+      add_row_sums(g, causal, anti, causal_total, anti_total);
     }
   });
 }
@@ -313,7 +331,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_stdp_conv2d_step_cpu(
     const at::Tensor& pre, const at::Tensor& pre_trace, const at::Tensor& post,
     const at::Tensor& post_trace, int64_t kernel_h, int64_t kernel_w, int64_t pad_h,
     int64_t pad_w, double post_decay, bool nearest,
-    const std::optional<at::Tensor>& trace_spikes, bool advance_trace) {
+    const std::optional<at::Tensor>& trace_spikes, bool advance_trace, bool per_sample) {
   constexpr const char* name = "pair_stdp_conv2d_step";
   TORCH_CHECK(pre.dim() == 4 && post.dim() == 4, name, ": pre and post must be [B, C, H, W], got ",
               pre.sizes(), " and ", post.sizes());
@@ -343,17 +361,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_stdp_conv2d_step_cpu(
                   g.trace_plane() < std::numeric_limits<int32_t>::max(),
               name, ": a sample's maps are too large for 32-bit offsets");
   at::Tensor updated = at::empty(advance_trace ? post.sizes() : at::IntArrayRef{0}, post.options());
-  at::Tensor causal = at::zeros({g.out_channels, g.in_channels, kernel_h, kernel_w}, pre.options());
-  at::Tensor anti = at::zeros({g.out_channels, g.in_channels, kernel_h, kernel_w}, pre.options());
+  std::vector<int64_t> shape{g.out_channels, g.in_channels, kernel_h, kernel_w};
+  if (per_sample) shape.insert(shape.begin(), pre.size(0));
+  at::Tensor causal = at::zeros(shape, pre.options());
+  at::Tensor anti = at::zeros(shape, pre.options());
   const at::Tensor pre_c = pre.contiguous(), pre_trace_c = pre_trace.contiguous();
   const at::Tensor post_c = post.contiguous(), fired_c = fired.contiguous();
   const at::Tensor old_c = post_trace.contiguous();
   if (dtype == at::kFloat) {
-    run<float>(g, pre_c, pre_trace_c, post_c, fired_c, old_c, updated, post_decay, nearest, causal,
-               anti);
+    run<float>(g, pre_c, pre_trace_c, post_c, fired_c, old_c, updated, post_decay, nearest,
+               per_sample, causal, anti);
   } else {
     run<double>(g, pre_c, pre_trace_c, post_c, fired_c, old_c, updated, post_decay, nearest,
-                causal, anti);
+                per_sample, causal, anti);
   }
   return {causal, anti, updated};
 }
@@ -364,7 +384,8 @@ TORCH_LIBRARY_FRAGMENT(plasticity_plugins_cpu, m) {
   m.def(
       "pair_stdp_conv2d_step(Tensor pre, Tensor pre_trace, Tensor post, Tensor post_trace, "
       "int kernel_h, int kernel_w, int pad_h, int pad_w, float post_decay, bool nearest, "
-      "Tensor? trace_spikes=None, bool advance_trace=True) -> (Tensor, Tensor, Tensor)");
+      "Tensor? trace_spikes=None, bool advance_trace=True, bool per_sample=False) -> "
+      "(Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(plasticity_plugins_cpu, CPU, m) {

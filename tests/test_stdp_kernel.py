@@ -13,7 +13,10 @@ from stdp_reference import conv2d_loop_reference, linear_loop_reference
 from plasticity_plugins.kernels import stdp as stdp_kernels
 from plasticity_plugins.kernels.stdp import (
     TripletTraces,
+    accumulate_terms_,
+    accumulate_terms_per_sample_,
     pair_stdp_accumulate_,
+    pair_stdp_terms,
     triplet_stdp_accumulate_,
     weight_factors,
 )
@@ -462,6 +465,46 @@ def test_triplet_conv_compiled_and_torch_paths_agree(
 
     applies = stdp_kernels._compiled_conv_step_applies
     assert applies(pre[:1], post[:1], post[0], weight, geometry)
+    compiled = run()
+    monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
+    reference = run()
+    for ours, theirs in zip(compiled, reference, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_terms_accumulation_compiled_and_torch_paths_agree(cpp_kernels, monkeypatch, dims):
+    """``accumulate_terms_`` (with a per-sample, per-step post scale and weight dependence) and
+    ``accumulate_terms_per_sample_`` on a Conv1d / Conv2d: the C++ kernel (scale on the pre
+    factors, per-sample sums) against the torch ops."""
+    g = torch.Generator().manual_seed(3 + dims)
+    spatial_in, kernel, padding = ((8, 9), (3, 3), (1, 0)) if dims == 2 else ((12,), (5,), (2,))
+    sizes = zip(spatial_in, padding, kernel, strict=True)
+    spatial_out = tuple(n + 2 * p - k + 1 for n, p, k in sizes)
+    pre = _graded_spikes((4, 3, 2, *spatial_in), 0.3, torch.float64, g)
+    post = _graded_spikes((4, 3, 5, *spatial_out), 0.3, torch.float64, g)
+    zeros = (torch.zeros_like(pre[0]), torch.zeros_like(post[0]))
+    terms, _, _ = pair_stdp_terms(pre, post, *zeros, pre_decay=0.7, post_decay=0.6)
+    geometry = ConvGeometry((1,) * dims, padding, (1,) * dims, 1)
+    weight = torch.rand(5, 2, *kernel, generator=g).double()
+    scale = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    amplitudes = dict(a_plus=0.4, a_minus=0.3, alpha=0.5, conv=geometry, post_scale=scale)
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        total = accumulate_terms_(
+            torch.zeros_like(weight),
+            terms,
+            factors=weight_factors(weight, "mozafari", 0.0, 1.0),
+            **amplitudes,
+        )
+        per_sample = accumulate_terms_per_sample_(
+            torch.zeros(3, *weight.shape, dtype=torch.float64), terms, **amplitudes
+        )
+        return total, per_sample
+
+    assert stdp_kernels._compiled_conv_step_applies(
+        terms.anti_pre, terms.causal_post, terms.anti_post, weight, geometry
+    )
     compiled = run()
     monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
     reference = run()

@@ -170,29 +170,8 @@ def accumulate_terms_(
     """
     steps, batch = terms.causal_post.shape[:2]
     if _compiled_conv_step_applies(terms.anti_pre, terms.causal_post, terms.anti_post, acc, conv):
-        # A CPU Conv1d / Conv2d: the C++ kernel, step by step (the spike factors causal_post
-        # and anti_pre are sparse); a per-sample scale goes on the small pre-synaptic factors
         assert conv is not None
-        causal_sum, anti_sum = torch.zeros_like(acc), torch.zeros_like(acc)
-        for t, (causal_post, causal_pre, anti_post, anti_pre) in enumerate(
-            zip(*terms, strict=True)
-        ):
-            if post_scale is not None:
-                sample_scale = post_scale.to(acc.dtype).expand(steps, batch)[t]
-                sample_scale = sample_scale.reshape(batch, *([1] * (causal_pre.dim() - 1)))
-                causal_pre, anti_pre = causal_pre * sample_scale, anti_pre * sample_scale
-            _compiled_conv_step(
-                causal_sum,
-                anti_sum,
-                anti_pre,
-                causal_pre,
-                causal_post,
-                anti_post,
-                0.0,
-                "all_to_all",
-                conv,
-                advance_trace=False,
-            )
+        causal_sum, anti_sum = _compiled_terms_sums(acc, terms, conv, post_scale)
         _add_weighted_sums(acc, causal_sum, anti_sum, alpha * a_plus, -alpha * a_minus, factors)
         return acc
     rows = steps * batch
@@ -255,6 +234,12 @@ def accumulate_terms_per_sample_(
         ``acc``.
     """
     steps, batch = terms.causal_post.shape[:2]
+    if _compiled_conv_step_applies(
+        terms.anti_pre, terms.causal_post, terms.anti_post, acc[0], conv
+    ):
+        assert conv is not None
+        causal_sum, anti_sum = _compiled_terms_sums(acc, terms, conv, post_scale, per_sample=True)
+        return acc.add_(causal_sum, alpha=alpha * a_plus).add_(anti_sum, alpha=-alpha * a_minus)
     posts = []
     for post, amplitude in ((terms.causal_post, a_plus), (terms.anti_post, -a_minus)):
         scaled = post * amplitude
@@ -441,17 +426,18 @@ def _compiled_conv_step(
     conv: ConvGeometry,
     trace_spikes: Tensor | None = None,
     advance_trace: bool = True,
+    per_sample: bool = False,
 ) -> Tensor:
     """One step through the C++ kernel (see :func:`_compiled_conv_step_applies`): adds
     ``sum post_value (x) pre_trace`` to ``causal_sum`` and ``sum post_trace (x) pre_value`` to
     ``anti_sum`` (weight-shaped), and returns the post trace advanced by ``trace_spikes``
-    (default ``post_value``), or ``post_trace`` itself with ``advance_trace=False``. A Conv1d
-    runs as a Conv2d of height 1."""
+    (default ``post_value``), or ``post_trace`` itself with ``advance_trace=False``. With
+    ``per_sample`` the sums are ``[B, *weight.shape]``. A Conv1d runs as a Conv2d of height 1."""
     if len(conv.stride) == 1:
         as_2d, padding = (lambda t: t.unsqueeze(-2)), (0, *conv.padding)
     else:
         as_2d, padding = (lambda t: t), conv.padding
-    kernel_h, kernel_w = as_2d(causal_sum).shape[2:]
+    kernel_h, kernel_w = as_2d(causal_sum).shape[-2:]
     causal, anti, advanced = torch.ops.plasticity_plugins_cpu.pair_stdp_conv2d_step(
         as_2d(pre_value),
         as_2d(pre_trace),
@@ -464,10 +450,44 @@ def _compiled_conv_step(
         kind == "nearest",
         None if trace_spikes is None else as_2d(trace_spikes),
         advance_trace,
+        per_sample,
     )
     causal_sum.add_(causal.view_as(causal_sum))
     anti_sum.add_(anti.view_as(anti_sum))
     return advanced.view_as(post_trace) if advance_trace else post_trace
+
+
+def _compiled_terms_sums(
+    acc: Tensor,
+    terms: STDPTerms,
+    conv: ConvGeometry,
+    post_scale: Tensor | None,
+    per_sample: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """``(sum causal_post (x) causal_pre, sum anti_post (x) anti_pre)`` of ``[T, B]`` terms
+    through the C++ kernel, step by step (the spike factors causal_post and anti_pre are sparse),
+    a per-sample ``post_scale`` put on the small pre-synaptic factors; shaped like ``acc``."""
+    steps, batch = terms.causal_post.shape[:2]
+    causal_sum, anti_sum = torch.zeros_like(acc), torch.zeros_like(acc)
+    for t, (causal_post, causal_pre, anti_post, anti_pre) in enumerate(zip(*terms, strict=True)):
+        if post_scale is not None:
+            sample_scale = post_scale.to(acc.dtype).expand(steps, batch)[t]
+            sample_scale = sample_scale.reshape(batch, *([1] * (causal_pre.dim() - 1)))
+            causal_pre, anti_pre = causal_pre * sample_scale, anti_pre * sample_scale
+        _compiled_conv_step(
+            causal_sum,
+            anti_sum,
+            anti_pre,
+            causal_pre,
+            causal_post,
+            anti_post,
+            0.0,
+            "all_to_all",
+            conv,
+            advance_trace=False,
+            per_sample=per_sample,
+        )
+    return causal_sum, anti_sum
 
 
 def _add_weighted_sums(
