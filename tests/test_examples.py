@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 
 import pytest
 from script_runner import ROOT, import_script
@@ -78,3 +79,14 @@ def test_local_accuracy_is_incremental_and_resumable(tmp_path, capsys):
     assert "2 of 2 runs already" in capsys.readouterr().out
     bench.report(args.out, ["snntorch"], ["bptt", "decolle"])
     assert re.search(r"^snntorch\s+DECOLLE\s+1\s+[\d.]+", capsys.readouterr().out, re.MULTILINE)
+
+
+def test_online_floor_benchmark_smoke(monkeypatch, capsys):
+    """The hand-written reference loops run and are reported against BPTT."""
+    pytest.importorskip("snntorch")
+    bench = import_script("benchmarks", "online_floor")
+    monkeypatch.setattr(sys, "argv", ["online_floor.py", "--steps", "3", "--rounds", "1"])
+    bench.main()
+    out = capsys.readouterr().out
+    for label in ("bptt", "detach every step", "minimal DECOLLE", "forward only"):
+        assert re.search(rf"^  {label}\s+\d+ ms/iter\s+[\d.]+x BPTT$", out, re.MULTILINE), out
