@@ -289,22 +289,47 @@ def test_compiled_conv2d_step_matches_weight_gradient_convolutions(cpp_kernels, 
         torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
 
+def _assert_compiled_and_torch_paths_agree(run, monkeypatch, *applies_args) -> None:
+    """``run()`` through the C++ kernel (which must apply to ``applies_args``) and through the
+    torch ops (``PLASTICITY_PLUGINS_CPU_EXT=0``): the same tensors."""
+    applies = stdp_kernels._compiled_conv_step_applies
+    assert applies(*applies_args)
+    compiled = run()
+    monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
+    assert not applies(*applies_args)
+    reference = run()
+    for ours, theirs in zip(compiled, reference, strict=True):
+        assert ours.shape == theirs.shape
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
+# (in channels, out channels, kernel, padding, input size): Conv2d and Conv1d layers in the
+# kernel's domain
+PATH_CASES = [
+    *[(c_in, c_out, k, p, (h, w)) for c_in, c_out, k, p, h, w in COMPILED_CONV2D_CASES[:3]],
+    (3, 4, (3,), (1,), (13,)),
+    (3, 4, (8,), (7,), (13,)),
+    (3, 4, (1,), (0,), (13,)),
+]
+
+
 @pytest.mark.parametrize("dependence", ["additive", "soft", "mozafari"])
 @pytest.mark.parametrize("kind", ["all_to_all", "nearest"])
-@pytest.mark.parametrize("case", COMPILED_CONV2D_CASES[:3])
-def test_conv2d_compiled_and_torch_paths_agree(cpp_kernels, monkeypatch, case, kind, dependence):
-    """One-step calls and a whole-sequence call on a Conv2d through the C++ kernel (traces in
-    NCHW order) and through the torch ops (``PLASTICITY_PLUGINS_CPU_EXT=0``: the one-step
-    path's two weight-gradient convolutions with channels-last traces, the sequence path's
-    ``[T, B]`` terms), with each weight dependence: the same updates and traces."""
-    in_channels, out_channels, kernel, padding, height, width = case
+@pytest.mark.parametrize("case", PATH_CASES)
+def test_pair_conv_compiled_and_torch_paths_agree(cpp_kernels, monkeypatch, case, kind, dependence):
+    """One-step calls and a whole-sequence call on a Conv2d / Conv1d (a Conv2d of height 1)
+    through the C++ kernel (traces in NCHW order) and through the torch ops (the one-step path's
+    two weight-gradient convolutions with channels-last traces, the sequence path's ``[T, B]``
+    terms), with each weight dependence: the same updates and traces."""
+    in_channels, out_channels, kernel, padding, spatial = case
     g = torch.Generator().manual_seed(11)
-    out_hw = (height + 2 * padding[0] - kernel[0] + 1, width + 2 * padding[1] - kernel[1] + 1)
-    pre = _graded_spikes((6, 2, in_channels, height, width), 0.3, torch.float64, g)
-    post = _graded_spikes((6, 2, out_channels, *out_hw), 0.3, torch.float64, g)
-    geometry = ConvGeometry((1, 1), padding, (1, 1), 1)
+    sizes = zip(spatial, padding, kernel, strict=True)
+    out_spatial = tuple(n + 2 * pad - k + 1 for n, pad, k in sizes)
+    pre = _graded_spikes((6, 2, in_channels, *spatial), 0.3, torch.float64, g)
+    post = _graded_spikes((6, 2, out_channels, *out_spatial), 0.3, torch.float64, g)
+    ones = (1,) * len(kernel)
+    geometry = ConvGeometry(ones, padding, ones, 1)
     weight = torch.rand(out_channels, in_channels, *kernel, generator=g).double()
-    factors = weight_factors(weight, dependence, 0.0, 1.0, 0.7)
     kwargs = dict(
         a_plus=0.3,
         a_minus=0.2,
@@ -313,30 +338,24 @@ def test_conv2d_compiled_and_torch_paths_agree(cpp_kernels, monkeypatch, case, k
         alpha=0.5,
         kind=kind,
         conv=geometry,
-        factors=factors,
+        factors=weight_factors(weight, dependence, 0.0, 1.0, 0.7),
     )
 
     def run() -> tuple[torch.Tensor, ...]:
         """One-step calls, then the same sequence in one call."""
-        acc = torch.zeros(out_channels, in_channels, *kernel, dtype=torch.float64)
+        acc = torch.zeros_like(weight)
         traces = (torch.zeros_like(pre[0]), torch.zeros_like(post[0]))
-        for t in range(pre.shape[0]):
-            traces = pair_stdp_accumulate_(acc, pre[t : t + 1], post[t : t + 1], *traces, **kwargs)
+        for pre_t, post_t in zip(pre.split(1), post.split(1), strict=True):
+            traces = pair_stdp_accumulate_(acc, pre_t, post_t, *traces, **kwargs)
         whole = torch.zeros_like(acc)
         whole_traces = pair_stdp_accumulate_(
             whole, pre, post, torch.zeros_like(pre[0]), torch.zeros_like(post[0]), **kwargs
         )
         return acc, *traces, whole, *whole_traces
 
-    acc = torch.zeros(out_channels, in_channels, *kernel, dtype=torch.float64)
-    applies = stdp_kernels._compiled_conv_step_applies
-    assert applies(pre[:1], post[:1], post[0], acc, geometry)
-    compiled = run()
-    monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
-    assert not applies(pre[:1], post[:1], post[0], acc, geometry)
-    reference = run()
-    for ours, theirs in zip(compiled, reference, strict=True):
-        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
+    _assert_compiled_and_torch_paths_agree(
+        run, monkeypatch, pre[:1], post[:1], post[0], weight, geometry
+    )
 
 
 def test_compiled_conv2d_step_is_the_same_on_several_threads(cpp_kernels):
@@ -379,50 +398,6 @@ def test_compiled_conv2d_step_rejects_what_it_cannot_compute(cpp_kernels, change
         )
 
 
-@pytest.mark.parametrize("kind", ["all_to_all", "nearest"])
-@pytest.mark.parametrize("kernel,padding", [(3, 1), (8, 7), (1, 0), (5, 0)])
-def test_conv1d_compiled_and_torch_paths_agree(cpp_kernels, monkeypatch, kernel, padding, kind):
-    """A Conv1d runs the C++ kernel as a Conv2d of height 1: one-step calls and a whole-sequence
-    call against the torch ops (``PLASTICITY_PLUGINS_CPU_EXT=0``), soft weight dependence."""
-    g = torch.Generator().manual_seed(kernel)
-    length = 13
-    pre = _graded_spikes((5, 2, 3, length), 0.3, torch.float64, g)
-    post = _graded_spikes((5, 2, 4, length + 2 * padding - kernel + 1), 0.3, torch.float64, g)
-    geometry = ConvGeometry((1,), (padding,), (1,), 1)
-    weight = torch.rand(4, 3, kernel, generator=g).double()
-    kwargs = dict(
-        a_plus=0.3,
-        a_minus=0.2,
-        pre_decay=0.6,
-        post_decay=0.5,
-        alpha=0.5,
-        kind=kind,
-        conv=geometry,
-        factors=weight_factors(weight, "soft", 0.0, 1.0, 0.7),
-    )
-
-    def run() -> tuple[torch.Tensor, ...]:
-        acc = torch.zeros_like(weight)
-        traces = (torch.zeros_like(pre[0]), torch.zeros_like(post[0]))
-        for t in range(pre.shape[0]):
-            traces = pair_stdp_accumulate_(acc, pre[t : t + 1], post[t : t + 1], *traces, **kwargs)
-        whole = torch.zeros_like(acc)
-        whole_traces = pair_stdp_accumulate_(
-            whole, pre, post, torch.zeros_like(pre[0]), torch.zeros_like(post[0]), **kwargs
-        )
-        return acc, *traces, whole, *whole_traces
-
-    applies = stdp_kernels._compiled_conv_step_applies
-    assert applies(pre[:1], post[:1], post[0], weight, geometry)
-    compiled = run()
-    monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
-    assert not applies(pre[:1], post[:1], post[0], weight, geometry)
-    reference = run()
-    for ours, theirs in zip(compiled, reference, strict=True):
-        assert ours.shape == theirs.shape
-        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
-
-
 @pytest.mark.parametrize("dependence", ["additive", "soft"])
 @pytest.mark.parametrize("kind", ["all_to_all", "nearest"])
 @pytest.mark.parametrize("dims", [1, 2])
@@ -463,13 +438,9 @@ def test_triplet_conv_compiled_and_torch_paths_agree(
         whole_traces = triplet_stdp_accumulate_(whole, pre, post, zeros(), **kwargs)
         return acc, *traces, whole, *whole_traces
 
-    applies = stdp_kernels._compiled_conv_step_applies
-    assert applies(pre[:1], post[:1], post[0], weight, geometry)
-    compiled = run()
-    monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
-    reference = run()
-    for ours, theirs in zip(compiled, reference, strict=True):
-        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
+    _assert_compiled_and_torch_paths_agree(
+        run, monkeypatch, pre[:1], post[:1], post[0], weight, geometry
+    )
 
 
 @pytest.mark.parametrize("dims", [1, 2])
@@ -502,11 +473,6 @@ def test_terms_accumulation_compiled_and_torch_paths_agree(cpp_kernels, monkeypa
         )
         return total, per_sample
 
-    assert stdp_kernels._compiled_conv_step_applies(
-        terms.anti_pre, terms.causal_post, terms.anti_post, weight, geometry
+    _assert_compiled_and_torch_paths_agree(
+        run, monkeypatch, terms.anti_pre, terms.causal_post, terms.anti_post, weight, geometry
     )
-    compiled = run()
-    monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
-    reference = run()
-    for ours, theirs in zip(compiled, reference, strict=True):
-        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
