@@ -183,29 +183,36 @@ int64_t nonzeros<float>(const float* map, int64_t rows, int64_t cols, int32_t st
 }
 #endif
 
+// Where each kernel row starts, relative to an entry's offset: causal row (c, i) reads the
+// bordered pre trace of channel c i rows down; anti-causal row i reads the bordered post trace
+// kernel_h - 1 - i rows down. The same for every sample of a call.
+struct RowShifts {
+  std::vector<int32_t> causal;  // [C_in * kernel_h]
+  std::vector<int32_t> anti;    // [kernel_h]
+  explicit RowShifts(const Geometry& g)
+      : causal(g.in_channels * g.kernel_h), anti(g.kernel_h) {
+    for (int64_t c = 0; c < g.in_channels; ++c)
+      for (int64_t i = 0; i < g.kernel_h; ++i)
+        causal[c * g.kernel_h + i] = static_cast<int32_t>(c * g.pre_plane() + i * g.pre_row());
+    for (int64_t i = 0; i < g.kernel_h; ++i)
+      anti[i] = static_cast<int32_t>((g.kernel_h - 1 - i) * g.trace_row());
+  }
+};
+
 // One sample. pre, pre_trace: [C_in, H_in, W_in]; post, trace_spikes, trace_old, trace_new:
 // [C_out, H, W]. causal, anti: [C_out][C_in][kernel_h][kLanes] (anti's lanes in reverse
-// kernel_w order).
+// kernel_w order). The vectors are the thread's scratch.
 template <typename scalar_t>
-void sample_step(const Geometry& g, const scalar_t* pre, const scalar_t* pre_trace,
-                 const scalar_t* post, const scalar_t* trace_spikes, const scalar_t* trace_old,
-                 scalar_t* trace_new,
-                 scalar_t decay, bool nearest, scalar_t* causal, scalar_t* anti,
-                 std::vector<scalar_t>& bordered_pre, std::vector<scalar_t>& bordered_trace,
-                 std::vector<int32_t>& offset, std::vector<scalar_t>& value) {
+void sample_step(const Geometry& g, const RowShifts& shifts, const scalar_t* pre,
+                 const scalar_t* pre_trace, const scalar_t* post, const scalar_t* trace_spikes,
+                 const scalar_t* trace_old, scalar_t* trace_new, scalar_t decay, bool nearest,
+                 scalar_t* causal, scalar_t* anti, std::vector<scalar_t>& bordered_pre,
+                 std::vector<scalar_t>& bordered_trace, std::vector<int32_t>& offset,
+                 std::vector<scalar_t>& value, std::vector<int64_t>& pre_start) {
   const int64_t in_plane = g.in_h * g.in_w;
   const int64_t out_plane = g.out_h * g.out_w;
   const int64_t pre_row = g.pre_row(), trace_row = g.trace_row();
   const int64_t rows = g.in_channels * g.kernel_h;  // kernel rows per output channel
-  // where kernel row (c, i) starts, relative to an entry's offset: causal (c, i) reads the
-  // bordered pre trace of channel c i rows down; anti-causal row i reads the bordered post
-  // trace kernel_h - 1 - i rows down
-  std::vector<int32_t> causal_shift(rows), anti_shift(g.kernel_h);
-  for (int64_t c = 0; c < g.in_channels; ++c)
-    for (int64_t i = 0; i < g.kernel_h; ++i)
-      causal_shift[c * g.kernel_h + i] = static_cast<int32_t>(c * g.pre_plane() + i * pre_row);
-  for (int64_t i = 0; i < g.kernel_h; ++i)
-    anti_shift[i] = static_cast<int32_t>((g.kernel_h - 1 - i) * trace_row);
 
   for (int64_t c = 0; c < g.in_channels; ++c) {
     scalar_t* plane = bordered_pre.data() + c * g.pre_plane();
@@ -218,7 +225,7 @@ void sample_step(const Geometry& g, const scalar_t* pre, const scalar_t* pre_tra
   // further down, its lane l at kernel column j = kernel_w - 1 - l
   int32_t* pre_offset = offset.data() + out_plane + kLanes;
   scalar_t* pre_value = value.data() + out_plane + kLanes;
-  std::vector<int64_t> pre_start(g.in_channels + 1, 0);
+  pre_start[0] = 0;  // channel c's spikes: [pre_start[c], pre_start[c + 1])
   for (int64_t c = 0; c < g.in_channels; ++c) {
     const int64_t start = pre_start[c];
     pre_start[c + 1] =
@@ -237,7 +244,7 @@ void sample_step(const Geometry& g, const scalar_t* pre, const scalar_t* pre_tra
     const int64_t count = nonzeros(spikes, g.out_h, g.out_w, static_cast<int32_t>(pre_row), 0,
                                    offset.data(), value.data());
     if (count > 0)
-      gather_rows(bordered_pre.data(), causal_shift.data(), rows, offset.data(), value.data(),
+      gather_rows(bordered_pre.data(), shifts.causal.data(), rows, offset.data(), value.data(),
                   count, causal_rows);
 
     if (pre_start[g.in_channels] > 0) {
@@ -249,7 +256,7 @@ void sample_step(const Geometry& g, const scalar_t* pre, const scalar_t* pre_tra
         const int64_t start = pre_start[c];
         const int64_t n = pre_start[c + 1] - start;
         if (n == 0) continue;
-        gather_rows(bordered, anti_shift.data(), g.kernel_h, pre_offset + start,
+        gather_rows(bordered, shifts.anti.data(), g.kernel_h, pre_offset + start,
                     pre_value + start, n, anti_rows + c * g.kernel_h * kLanes);
       }
     }
@@ -300,6 +307,7 @@ void run(const Geometry& g, const at::Tensor& pre, const at::Tensor& pre_trace,
   scalar_t* new_data = trace_new.numel() > 0 ? trace_new.mutable_data_ptr<scalar_t>() : nullptr;
   scalar_t* causal_total = causal_out.mutable_data_ptr<scalar_t>();
   scalar_t* anti_total = anti_out.mutable_data_ptr<scalar_t>();
+  const RowShifts shifts(g);
   std::mutex total_lock;
   at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
     std::vector<scalar_t> causal(row_sums, scalar_t(0)), anti(row_sums, scalar_t(0));
@@ -308,12 +316,13 @@ void run(const Geometry& g, const at::Tensor& pre, const at::Tensor& pre_trace,
     const int64_t entries = g.out_h * g.out_w + in_size + 2 * kLanes;
     std::vector<int32_t> offset(entries);
     std::vector<scalar_t> value(entries);
+    std::vector<int64_t> pre_start(g.in_channels + 1);
     for (int64_t b = begin; b < end; ++b) {
-      sample_step(g, pre_data + b * in_size, pre_trace_data + b * in_size,
+      sample_step(g, shifts, pre_data + b * in_size, pre_trace_data + b * in_size,
                   post_data + b * out_size, fired_data + b * out_size, old_data + b * out_size,
                   new_data == nullptr ? nullptr : new_data + b * out_size,
                   static_cast<scalar_t>(decay), nearest, causal.data(), anti.data(), bordered_pre,
-                  bordered_trace, offset, value);
+                  bordered_trace, offset, value, pre_start);
       if (per_sample) {  // each sample's sums to its own slot (no other thread writes there)
         add_row_sums(g, causal, anti, causal_total + b * weight_size, anti_total + b * weight_size);
         std::fill(causal.begin(), causal.end(), scalar_t(0));

@@ -237,6 +237,11 @@ COMPILED_CONV2D_CASES = [
 ]
 
 
+def _output_size(spatial, padding, kernel):
+    """A stride-1, dilation-1 convolution's output size."""
+    return tuple(n + 2 * p - k + 1 for n, p, k in zip(spatial, padding, kernel, strict=True))
+
+
 def _graded_spikes(shape, rate, dtype, generator):
     """Spikes with random nonzero values (the kernel multiplies by them; 0 / 1 is a special
     case)."""
@@ -253,7 +258,7 @@ def test_compiled_conv2d_step_matches_weight_gradient_convolutions(cpp_kernels, 
     in_channels, out_channels, kernel, padding, height, width = case
     g = torch.Generator().manual_seed(sum(case[:2]))
     batch = 3
-    out_hw = (height + 2 * padding[0] - kernel[0] + 1, width + 2 * padding[1] - kernel[1] + 1)
+    out_hw = _output_size((height, width), padding, kernel)
     pre = _graded_spikes((batch, in_channels, height, width), 0.3, dtype, g)
     pre_trace = torch.rand(pre.shape, generator=g).to(dtype)
     post = _graded_spikes((batch, out_channels, *out_hw), 0.2, dtype, g)
@@ -323,8 +328,7 @@ def test_pair_conv_compiled_and_torch_paths_agree(cpp_kernels, monkeypatch, case
     terms), with each weight dependence: the same updates and traces."""
     in_channels, out_channels, kernel, padding, spatial = case
     g = torch.Generator().manual_seed(11)
-    sizes = zip(spatial, padding, kernel, strict=True)
-    out_spatial = tuple(n + 2 * pad - k + 1 for n, pad, k in sizes)
+    out_spatial = _output_size(spatial, padding, kernel)
     pre = _graded_spikes((6, 2, in_channels, *spatial), 0.3, torch.float64, g)
     post = _graded_spikes((6, 2, out_channels, *out_spatial), 0.3, torch.float64, g)
     ones = (1,) * len(kernel)
@@ -409,8 +413,7 @@ def test_triplet_conv_compiled_and_torch_paths_agree(
     whole-sequence call give the same update and the same four traces."""
     g = torch.Generator().manual_seed(7 + dims)
     spatial_in, kernel, padding = ((9, 8), (3, 2), (1, 1)) if dims == 2 else ((13,), (4,), (2,))
-    sizes = zip(spatial_in, padding, kernel, strict=True)
-    spatial_out = tuple(n + 2 * p - k + 1 for n, p, k in sizes)
+    spatial_out = _output_size(spatial_in, padding, kernel)
     pre = _graded_spikes((5, 2, 3, *spatial_in), 0.3, torch.float64, g)
     post = _graded_spikes((5, 2, 4, *spatial_out), 0.3, torch.float64, g)
     geometry = ConvGeometry((1,) * dims, padding, (1,) * dims, 1)
@@ -450,8 +453,7 @@ def test_terms_accumulation_compiled_and_torch_paths_agree(cpp_kernels, monkeypa
     factors, per-sample sums) against the torch ops."""
     g = torch.Generator().manual_seed(3 + dims)
     spatial_in, kernel, padding = ((8, 9), (3, 3), (1, 0)) if dims == 2 else ((12,), (5,), (2,))
-    sizes = zip(spatial_in, padding, kernel, strict=True)
-    spatial_out = tuple(n + 2 * p - k + 1 for n, p, k in sizes)
+    spatial_out = _output_size(spatial_in, padding, kernel)
     pre = _graded_spikes((4, 3, 2, *spatial_in), 0.3, torch.float64, g)
     post = _graded_spikes((4, 3, 5, *spatial_out), 0.3, torch.float64, g)
     zeros = (torch.zeros_like(pre[0]), torch.zeros_like(post[0]))

@@ -468,12 +468,14 @@ def _compiled_terms_sums(
     through the C++ kernel, step by step (the spike factors causal_post and anti_pre are sparse),
     a per-sample ``post_scale`` put on the small pre-synaptic factors; shaped like ``acc``."""
     steps, batch = terms.causal_post.shape[:2]
+    scales = None
+    if post_scale is not None:  # [T, B, 1, ...]: one column per step
+        shape = (steps, batch, *([1] * (terms.causal_pre.dim() - 2)))
+        scales = post_scale.to(acc.dtype).expand(steps, batch).reshape(shape)
     causal_sum, anti_sum = torch.zeros_like(acc), torch.zeros_like(acc)
     for t, (causal_post, causal_pre, anti_post, anti_pre) in enumerate(zip(*terms, strict=True)):
-        if post_scale is not None:
-            sample_scale = post_scale.to(acc.dtype).expand(steps, batch)[t]
-            sample_scale = sample_scale.reshape(batch, *([1] * (causal_pre.dim() - 1)))
-            causal_pre, anti_pre = causal_pre * sample_scale, anti_pre * sample_scale
+        if scales is not None:
+            causal_pre, anti_pre = causal_pre * scales[t], anti_pre * scales[t]
         _compiled_conv_step(
             causal_sum,
             anti_sum,
