@@ -253,7 +253,8 @@ def load_cpu_ops(name: str, sources: tuple[str, ...]) -> bool:
 
 
 def _load(name: str, sources: tuple[str, ...], device: str) -> bool:
-    if not _flag_set(f"PLASTICITY_PLUGINS_{device}_EXT"):
+    enabled = cuda_ext_enabled if device == "CUDA" else cpu_ext_enabled
+    if not enabled():
         return False
     with _LOCK:
         return _load_cached(name, sources, device)
