@@ -19,10 +19,9 @@ that the added costs, differences of two timings, hold while the load of a share
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import torch
+from _timing import interleaved_ms, per_step_ms
 from torch import nn
 
 import plasticity_plugins
@@ -30,35 +29,6 @@ from plasticity_plugins.networks import matched_lif
 from plasticity_plugins.rules import STDP
 
 C_IN, C_OUT, KERNEL, SIZE, BATCH = 2, 32, 5, 34, 32
-
-
-def per_step_ms(
-    run_sequence: Callable[[torch.Tensor], None], inputs: torch.Tensor, repeats: int
-) -> float:
-    """Best-of-``repeats`` wall time per step of ``run_sequence(inputs)`` (after a warm-up)."""
-    run_sequence(inputs[:3])
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run_sequence(inputs)
-        best = min(best, (time.perf_counter() - start) / inputs.shape[0])
-    return 1e3 * best
-
-
-def interleaved_ms(
-    runs: dict[str, tuple[Callable[[torch.Tensor], None], torch.Tensor]], repeats: int
-) -> dict[str, float]:
-    """Best ms per step of each ``(run, inputs)``, the runs taking turns within every repeat;
-    each timed run follows a warm-up of its own (SpikingJelly's TorchScript functions
-    re-specialise when another network ran in between)."""
-    best = dict.fromkeys(runs, float("inf"))
-    for _ in range(repeats):
-        for name, (run, inputs) in runs.items():
-            run(inputs[:3])
-            start = time.perf_counter()
-            run(inputs)
-            best[name] = min(best[name], (time.perf_counter() - start) / inputs.shape[0])
-    return {name: 1e3 * seconds for name, seconds in best.items()}
 
 
 def conv_net(weight: torch.Tensor) -> nn.Sequential:
@@ -122,6 +92,7 @@ def main() -> None:
                 "spikingjelly forward + STDPLearner": (sj_learner, slow),
             },
             args.repeats,
+            warmup_steps=3,
         )
     )
     handle.detach()
@@ -142,7 +113,9 @@ def main() -> None:
         for t, x_t in enumerate(sequence):
             w, state = stdp_step_conv2d(x_t, post_spikes[t], w, state, params)
 
-    rows["norse stdp_step_conv2d (update only)"] = per_step_ms(norse_update, slow, args.repeats)
+    rows["norse stdp_step_conv2d (update only)"] = per_step_ms(
+        norse_update, slow, args.repeats, warmup_steps=3
+    )
 
     print(
         f"Conv2d {C_IN}->{C_OUT} {KERNEL}x{KERNEL} on {SIZE}x{SIZE} + LIF, batch {BATCH}, "

@@ -20,10 +20,10 @@ cost <= 1x the bare forward, >= 30x faster than STDPLearner, faster than Norse's
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
+from _timing import interleaved_ms, per_step_ms
 from torch import nn
 
 import plasticity_plugins
@@ -38,35 +38,6 @@ class ObserveOnly(LocalRule):
 
     def step(self, view: PairView, state: RuleState) -> None:
         return None
-
-
-def per_step_ms(
-    run_sequence: Callable[[torch.Tensor], None], inputs: torch.Tensor, repeats: int
-) -> float:
-    run_sequence(inputs[:10])  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run_sequence(inputs)
-        best = min(best, (time.perf_counter() - start) / inputs.shape[0])
-    return 1e3 * best
-
-
-def interleaved_ms(
-    runs: dict[str, Callable[[torch.Tensor], None]], inputs: torch.Tensor, repeats: int
-) -> dict[str, float]:
-    """Best ms per step of each run, the runs taking turns within every repeat, so that the
-    ratios between them hold on a shared machine whose load drifts. Each timed run follows a
-    short warm-up of its own (SpikingJelly's TorchScript functions re-specialise when another
-    network ran in between)."""
-    best = dict.fromkeys(runs, float("inf"))
-    for _ in range(repeats):
-        for name, run in runs.items():
-            run(inputs[:10])  # warm-up
-            start = time.perf_counter()
-            run(inputs)
-            best[name] = min(best[name], (time.perf_counter() - start) / inputs.shape[0])
-    return {name: 1e3 * seconds for name, seconds in best.items()}
 
 
 def framework_net(framework: str, weight: torch.Tensor) -> nn.Sequential:
@@ -122,7 +93,8 @@ def main() -> None:
                 handles.append(handle)
                 reset = handle.reset
             runs[f"{framework} {label}"] = stepper(net, reset)
-        rows.update(interleaved_ms(runs, inputs, args.repeats))
+        timed = {name: (run, inputs) for name, run in runs.items()}
+        rows.update(interleaved_ms(timed, args.repeats, warmup_steps=10))
     for handle in handles:
         handle.detach()
 
@@ -138,7 +110,7 @@ def main() -> None:
                 learner.step(on_grad=True)
 
     rows["spikingjelly forward + STDPLearner"] = per_step_ms(
-        sj_learner, inputs[: max(10, args.steps // 5)], 1
+        sj_learner, inputs[: max(10, args.steps // 5)], 1, warmup_steps=10
     )
 
     from norse.torch.functional.stdp import STDPParameters, STDPState, stdp_step_linear
@@ -152,7 +124,9 @@ def main() -> None:
         for t, x_t in enumerate(sequence):
             w, state = stdp_step_linear(x_t, post_spikes[t], w, state, STDPParameters())
 
-    rows["norse stdp_step_linear (update only)"] = per_step_ms(norse_update, inputs, args.repeats)
+    rows["norse stdp_step_linear (update only)"] = per_step_ms(
+        norse_update, inputs, args.repeats, warmup_steps=10
+    )
 
     print(
         f"Linear {N_IN}->{N_OUT} + LIF, batch {BATCH}, T = {args.steps}, Poisson 10 %, "

@@ -110,3 +110,12 @@ def test_stdp_conv_benchmark_smoke():
     pytest.importorskip("norse")
     out = run("benchmarks/stdp_conv.py", "--steps", "2", "--repeats", "1", "--slow-steps", "1")
     assert "STDPLearner added cost / ours" in out and "Norse update / our added cost" in out
+
+
+def test_stdp_linear_benchmark_smoke():
+    pytest.importorskip("snntorch")
+    pytest.importorskip("spikingjelly")
+    pytest.importorskip("norse")
+    out = run("benchmarks/stdp_linear.py", "--steps", "10", "--repeats", "1")
+    for ratio in ("adapter overhead", "STDP added cost", "STDPLearner added cost / ours"):
+        assert re.search(rf"{ratio}[^\n]*[\d.]+x", out), out
