@@ -41,7 +41,11 @@
 #include <type_traits>
 #include <vector>
 
+#include "sparse_rows.h"
+
 namespace {
+
+using plasticity_plugins_cpu_detail::nonzeros;
 
 constexpr int64_t kLanes = 8;  // a kernel row is summed in eight lanes
 
@@ -115,73 +119,6 @@ void gather_rows(const scalar_t* origin, const int32_t* row_offset, int64_t rows
     }
   }
 }
-
-// The nonzero entries of a [rows, cols] map as (row * stride + col + shift, value), in order;
-// offset and value need kLanes entries of slack beyond the count returned.
-template <typename scalar_t>
-int64_t nonzeros(const scalar_t* map, int64_t rows, int64_t cols, int32_t stride, int32_t shift,
-                 int32_t* offset, scalar_t* value) {
-  int64_t count = 0;
-  for (int64_t y = 0; y < rows; ++y) {
-    const scalar_t* row = map + y * cols;
-    const auto start = static_cast<int32_t>(y * stride + shift);
-    for (int64_t x = 0; x < cols; ++x) {
-      // branch-free: every entry is written, the count advances past the nonzero ones
-      offset[count] = start + static_cast<int32_t>(x);
-      value[count] = row[x];
-      count += row[x] != scalar_t(0);
-    }
-  }
-  return count;
-}
-
-#if defined(__AVX2__)
-// For each 8-bit mask, the lanes of its set bits in order (then the rest): a left-pack table.
-struct LeftPack {
-  alignas(32) int32_t lanes[256][8];
-  LeftPack() {
-    for (int mask = 0; mask < 256; ++mask) {
-      int n = 0;
-      for (int l = 0; l < 8; ++l)
-        if (mask & (1 << l)) lanes[mask][n++] = l;
-      for (int l = 0; l < 8; ++l)
-        if (!(mask & (1 << l))) lanes[mask][n++] = l;
-    }
-  }
-};
-
-template <>
-int64_t nonzeros<float>(const float* map, int64_t rows, int64_t cols, int32_t stride,
-                        int32_t shift, int32_t* offset, float* value) {
-  static const LeftPack pack;
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  int64_t count = 0;
-  for (int64_t y = 0; y < rows; ++y) {
-    const float* row = map + y * cols;
-    const auto start = static_cast<int32_t>(y * stride + shift);
-    int64_t x = 0;
-    for (; x + 8 <= cols; x += 8) {
-      const __m256 v = _mm256_loadu_ps(row + x);
-      const int mask =
-          _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
-      const __m256i order =
-          _mm256_load_si256(reinterpret_cast<const __m256i*>(pack.lanes[mask]));
-      const __m256i at =
-          _mm256_add_epi32(lane, _mm256_set1_epi32(start + static_cast<int32_t>(x)));
-      _mm256_storeu_ps(value + count, _mm256_permutevar8x32_ps(v, order));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(offset + count),
-                          _mm256_permutevar8x32_epi32(at, order));
-      count += __builtin_popcount(static_cast<unsigned>(mask));
-    }
-    for (; x < cols; ++x) {
-      offset[count] = start + static_cast<int32_t>(x);
-      value[count] = row[x];
-      count += row[x] != 0.0f;
-    }
-  }
-  return count;
-}
-#endif
 
 // Where each kernel row starts, relative to an entry's offset: causal row (c, i) reads the
 // bordered pre trace of channel c i rows down; anti-causal row i reads the bordered post trace

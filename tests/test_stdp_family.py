@@ -970,6 +970,7 @@ def test_no_batch_by_weight_tensor_in_the_gemm_kernels(monkeypatch):
         return original(acc, post, pre, alpha, conv)
 
     monkeypatch.setattr(stdp_kernels, "outer_accumulate_", spy)
+    monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")  # the torch path (else a C++ kernel)
     pre, post = spikes(5, 8, 30), spikes(5, 8, 20)
     acc = torch.zeros(20, 30, dtype=torch.float64)
     pair_stdp_accumulate_(

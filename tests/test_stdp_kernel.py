@@ -294,10 +294,11 @@ def test_compiled_conv2d_step_matches_weight_gradient_convolutions(cpp_kernels, 
         torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
 
-def _assert_compiled_and_torch_paths_agree(run, monkeypatch, *applies_args) -> None:
-    """``run()`` through the C++ kernel (which must apply to ``applies_args``) and through the
+def _assert_compiled_and_torch_paths_agree(
+    run, monkeypatch, *applies_args, applies=stdp_kernels._compiled_conv_step_applies
+) -> None:
+    """``run()`` through a C++ kernel (``applies(*applies_args)`` must hold) and through the
     torch ops (``PLASTICITY_PLUGINS_CPU_EXT=0``): the same tensors."""
-    applies = stdp_kernels._compiled_conv_step_applies
     assert applies(*applies_args)
     compiled = run()
     monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
@@ -306,6 +307,27 @@ def _assert_compiled_and_torch_paths_agree(run, monkeypatch, *applies_args) -> N
     for ours, theirs in zip(compiled, reference, strict=True):
         assert ours.shape == theirs.shape
         torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
+_PATH_AMPLITUDES = dict(a_plus=0.3, a_minus=0.2, pre_decay=0.6, post_decay=0.5, alpha=0.5)
+
+
+def _stepwise_then_whole(pre, post, weight, kwargs):
+    """A run for :func:`_assert_compiled_and_torch_paths_agree`: pair STDP over ``pre`` /
+    ``post`` in one-step calls, then in one call; returns both updates and both final traces."""
+
+    def run() -> tuple[torch.Tensor, ...]:
+        acc = torch.zeros_like(weight)
+        traces = (torch.zeros_like(pre[0]), torch.zeros_like(post[0]))
+        for pre_t, post_t in zip(pre.split(1), post.split(1), strict=True):
+            traces = pair_stdp_accumulate_(acc, pre_t, post_t, *traces, **kwargs)
+        whole = torch.zeros_like(acc)
+        whole_traces = pair_stdp_accumulate_(
+            whole, pre, post, torch.zeros_like(pre[0]), torch.zeros_like(post[0]), **kwargs
+        )
+        return acc, *traces, whole, *whole_traces
+
+    return run
 
 
 # (in channels, out channels, kernel, padding, input size): Conv2d and Conv1d layers in the
@@ -335,28 +357,13 @@ def test_pair_conv_compiled_and_torch_paths_agree(cpp_kernels, monkeypatch, case
     geometry = ConvGeometry(ones, padding, ones, 1)
     weight = torch.rand(out_channels, in_channels, *kernel, generator=g).double()
     kwargs = dict(
-        a_plus=0.3,
-        a_minus=0.2,
-        pre_decay=0.6,
-        post_decay=0.5,
-        alpha=0.5,
+        _PATH_AMPLITUDES,
         kind=kind,
         conv=geometry,
         factors=weight_factors(weight, dependence, 0.0, 1.0, 0.7),
     )
 
-    def run() -> tuple[torch.Tensor, ...]:
-        """One-step calls, then the same sequence in one call."""
-        acc = torch.zeros_like(weight)
-        traces = (torch.zeros_like(pre[0]), torch.zeros_like(post[0]))
-        for pre_t, post_t in zip(pre.split(1), post.split(1), strict=True):
-            traces = pair_stdp_accumulate_(acc, pre_t, post_t, *traces, **kwargs)
-        whole = torch.zeros_like(acc)
-        whole_traces = pair_stdp_accumulate_(
-            whole, pre, post, torch.zeros_like(pre[0]), torch.zeros_like(post[0]), **kwargs
-        )
-        return acc, *traces, whole, *whole_traces
-
+    run = _stepwise_then_whole(pre, post, weight, kwargs)
     _assert_compiled_and_torch_paths_agree(
         run, monkeypatch, pre[:1], post[:1], post[0], weight, geometry
     )
@@ -400,6 +407,147 @@ def test_compiled_conv2d_step_rejects_what_it_cannot_compute(cpp_kernels, change
         torch.ops.plasticity_plugins_cpu.pair_stdp_conv2d_step(
             pre, pre, post, post, *kernel, *padding, 0.5, False
         )
+
+
+# (batch, in, out): the Linear op works on blocks of 64 acc rows and transposes 8 x 8 squares;
+# sizes on, around and below those multiples
+COMPILED_LINEAR_CASES = [(3, 37, 13), (2, 8, 64), (4, 130, 65), (1, 1, 1), (5, 200, 129)]
+
+
+def _linear_step_args(batch, n_in, n_out, dtype, generator, pre_rate=0.3, post_rate=0.2):
+    """(pre, pre_trace, post, post_trace) of one step on a Linear synapse."""
+    pre = _graded_spikes((batch, n_in), pre_rate, dtype, generator)
+    post = _graded_spikes((batch, n_out), post_rate, dtype, generator)
+    return (
+        pre,
+        torch.rand(pre.shape, generator=generator).to(dtype),
+        post,
+        torch.rand(post.shape, generator=generator).to(dtype),
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("case", [*COMPILED_LINEAR_CASES, (32, 784, 400)])
+def test_compiled_linear_step_matches_two_products(cpp_kernels, case, dtype):
+    """The C++ op ``pair_stdp_linear_accumulate_`` against the two products it replaces
+    (``post^T pre_trace`` and ``post_trace^T pre``, float64 on the same values), each term on
+    its own (a zero scale skips it) and both together, added to what acc held."""
+    g = torch.Generator().manual_seed(sum(case))
+    pre, pre_trace, post, post_trace = _linear_step_args(*case, dtype, g)
+    start = torch.randn(case[2], case[1], generator=g).to(dtype)
+    causal = post.double().T @ pre_trace.double()
+    anti = post_trace.double().T @ pre.double()
+    tolerance = (
+        dict(rtol=1e-5, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-13)
+    )
+    for causal_scale, anti_scale in ((0.7, -0.3), (0.7, 0.0), (0.0, -0.3)):
+        acc = start.clone()
+        torch.ops.plasticity_plugins_cpu.pair_stdp_linear_accumulate_(
+            acc, pre, pre_trace, post, post_trace, causal_scale, anti_scale
+        )
+        expected = start.double() + causal_scale * causal + anti_scale * anti
+        torch.testing.assert_close(acc.double(), expected, **tolerance)
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_compiled_linear_step_without_and_with_every_spike(cpp_kernels, rate):
+    """No spike leaves acc as it was; every neuron firing gives the dense products."""
+    g = torch.Generator().manual_seed(5)
+    pre, pre_trace, post, post_trace = _linear_step_args(4, 70, 66, torch.float64, g, rate, rate)
+    start = torch.randn(66, 70, generator=g).double()
+    acc = start.clone()
+    torch.ops.plasticity_plugins_cpu.pair_stdp_linear_accumulate_(
+        acc, pre, pre_trace, post, post_trace, 0.5, -0.25
+    )
+    expected = start + 0.5 * post.T @ pre_trace - 0.25 * post_trace.T @ pre
+    torch.testing.assert_close(acc, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_compiled_linear_step_is_the_same_on_several_threads(cpp_kernels):
+    """Threads own whole blocks of acc: the same bits on one thread and on three."""
+    g = torch.Generator().manual_seed(6)
+    args = _linear_step_args(7, 300, 200, torch.float32, g)
+    start = torch.randn(200, 300, generator=g)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 3):
+            torch.set_num_threads(count)
+            acc = start.clone()
+            torch.ops.plasticity_plugins_cpu.pair_stdp_linear_accumulate_(acc, *args, 0.5, -0.5)
+            results.append(acc)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(*results)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ("acc_transposed", "acc must be contiguous"),
+        ("acc_shape", "acc must be \\[out, in\\]"),
+        ("post_float64", "mixed dtypes"),
+        ("pre_3d", "pre and post must be \\[B, n\\]"),
+        ("trace_shape", "each trace must have its spikes' shape"),
+        ("int", "float32 or float64 only"),
+    ],
+)
+def test_compiled_linear_step_rejects_what_it_cannot_compute(cpp_kernels, change, message):
+    """The op's own checks (the rule sends such cases to the torch path)."""
+    g = torch.Generator().manual_seed(7)
+    pre, pre_trace, post, post_trace = _linear_step_args(2, 6, 4, torch.float32, g)
+    acc = torch.zeros(4, 6)
+    if change == "acc_transposed":
+        acc = torch.zeros(6, 4).T
+    elif change == "acc_shape":
+        acc = torch.zeros(6, 4)
+    elif change == "post_float64":
+        post = post.double()
+    elif change == "pre_3d":
+        pre, pre_trace = pre[None], pre_trace[None]
+    elif change == "trace_shape":
+        pre_trace = pre_trace[:, :5]
+    elif change == "int":
+        acc, pre, pre_trace = acc.int(), pre.int(), pre_trace.int()
+        post, post_trace = post.int(), post_trace.int()
+    before = acc.clone()
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.plasticity_plugins_cpu.pair_stdp_linear_accumulate_(
+            acc, pre, pre_trace, post, post_trace, 1.0, 1.0
+        )
+    assert torch.equal(acc, before)
+
+
+@pytest.mark.parametrize("dependence", ["additive", "soft", "mozafari"])
+@pytest.mark.parametrize("kind", ["all_to_all", "nearest"])
+@pytest.mark.parametrize("case", COMPILED_LINEAR_CASES)
+def test_pair_linear_compiled_and_torch_paths_agree(
+    cpp_kernels, monkeypatch, case, kind, dependence
+):
+    """One-step calls and a whole-sequence call on a Linear through the C++ kernel and through
+    the torch ops (the one-step path's two products, the sequence path's ``[T, B]`` terms), with
+    each weight dependence: the same updates and traces."""
+    batch, n_in, n_out = case
+    g = torch.Generator().manual_seed(12)
+    pre = _graded_spikes((6, batch, n_in), 0.3, torch.float64, g)
+    post = _graded_spikes((6, batch, n_out), 0.3, torch.float64, g)
+    weight = torch.rand(n_out, n_in, generator=g).double()
+    kwargs = dict(
+        _PATH_AMPLITUDES, kind=kind, factors=weight_factors(weight, dependence, 0.0, 1.0, 0.7)
+    )
+
+    run = _stepwise_then_whole(pre, post, weight, kwargs)
+    _assert_compiled_and_torch_paths_agree(
+        run,
+        monkeypatch,
+        pre,
+        post,
+        pre[0],
+        post[0],
+        weight,
+        None,
+        applies=stdp_kernels._compiled_linear_step_applies,
+    )
 
 
 @pytest.mark.parametrize("dependence", ["additive", "soft"])

@@ -159,7 +159,8 @@ def build_cpu_library(
 ) -> str:
     """Compile and link C++ sources of ``plasticity_plugins.cuda`` into a CPU shared library.
 
-    Built with ``-O3 -fopenmp-simd`` plus the vector instructions torch detects on this CPU
+    Built with ``-O3 -fopenmp-simd`` (and ``-fopenmp`` on Linux, so that ``at::parallel_for`` uses
+    torch's threads) plus the vector instructions torch detects on this CPU
     (AVX2 or AVX-512), under the name :func:`cpu_library_name` gives. Needs a C++ compiler only.
     Errors propagate.
 
@@ -174,7 +175,12 @@ def build_cpu_library(
     """
     flags = [] if sys.platform == "win32" else ["-O3", "-fopenmp-simd"]
     flags += _CPU_FLAGS.get(_cpu_capability(), [])
-    return _build(cpu_library_name(name), sources, False, flags, build_directory, verbose)
+    # at::parallel_for runs on torch's OpenMP threads only in code compiled with OpenMP (else it
+    # is a serial loop); the library then shares the libgomp torch has loaded
+    threads = ["-fopenmp"] if sys.platform.startswith("linux") else []
+    return _build(
+        cpu_library_name(name), sources, False, flags + threads, build_directory, verbose, threads
+    )
 
 
 def _build(
@@ -184,6 +190,7 @@ def _build(
     cflags: list[str],
     build_directory: str | None,
     verbose: bool,
+    ldflags: list[str] | None = None,
 ) -> str:
     cpp_extension = _cpp_extension(quiet=not with_cuda)
     paths = [str(cuda_source(source)) for source in sources]
@@ -193,6 +200,7 @@ def _build(
         sources=paths,
         extra_cflags=cflags,
         extra_cuda_cflags=["-O3"] if with_cuda else None,
+        extra_ldflags=ldflags,
         extra_include_paths=[include],
         build_directory=build_directory,
         verbose=verbose,
@@ -262,7 +270,7 @@ def _load(name: str, sources: tuple[str, ...], device: str) -> bool:
 
 # the CPU kernels, one library (each source registers its ops in plasticity_plugins_cpu)
 CPU_LIBRARY = "plasticity_plugins_cpu"
-CPU_SOURCES = ("k_winners.cpp", "stdp_conv2d.cpp")
+CPU_SOURCES = ("k_winners.cpp", "stdp_conv2d.cpp", "stdp_linear.cpp")
 
 
 def cpu_ops_available() -> bool:

@@ -21,7 +21,9 @@ call of the additive pair rule (a single-step network's path) has its own kernel
 two products straight from the spikes and traces, with no ``[T, B]`` bookkeeping. Pair and
 triplet STDP and :func:`accumulate_terms_` on a CPU Conv1d / Conv2d with stride 1, dilation 1
 and one group run, step by step, a C++ kernel (``cuda/stdp_conv2d.cpp``) that visits only the
-nonzero spikes of each term's spike factor; the torch ops are its fallback and its test oracle.
+nonzero spikes of each term's spike factor, and pair STDP on a CPU Linear another
+(``cuda/stdp_linear.cpp``, dense products for a term whose spikes exceed 20 %); the torch ops are
+their fallback and their test oracle.
 
 Pair STDP with exponential windows (``d = exp(-1 / tau)``)::
 
@@ -360,6 +362,23 @@ def pair_stdp_accumulate_(
             acc, causal_sum, anti_sum, alpha * a_plus, -alpha * a_minus * post_decay, factors
         )
         return pre_trace, post_trace
+    if _compiled_linear_step_applies(pre, post, pre_trace, post_trace, acc, conv):
+        # A CPU Linear: the C++ kernel, one step at a time (it visits only the nonzero spikes,
+        # in one pass over acc per step: several times faster than the two dense products)
+        causal_scale, anti_scale = alpha * a_plus, -alpha * a_minus * post_decay
+        step_op = torch.ops.plasticity_plugins_cpu.pair_stdp_linear_accumulate_
+        sums = None if factors is None else (torch.zeros_like(acc), torch.zeros_like(acc))
+        for pre_t, post_t in zip(pre, post, strict=True):
+            pre_trace = trace_step(pre_trace, pre_t, pre_decay, kind)
+            if sums is None:
+                step_op(acc, pre_t, pre_trace, post_t, post_trace, causal_scale, anti_scale)
+            else:
+                step_op(sums[0], pre_t, pre_trace, post_t, post_trace, 1.0, 0.0)
+                step_op(sums[1], pre_t, pre_trace, post_t, post_trace, 0.0, 1.0)
+            post_trace = trace_step(post_trace, post_t, post_decay, kind)
+        if sums is not None:
+            _add_weighted_sums(acc, *sums, causal_scale, anti_scale, factors)
+        return pre_trace, post_trace
     if pre.shape[0] == 1 and factors is None:
         # One step of the additive rule (a single-step network's path, paid at every step next
         # to a forward of the same size): one product per term straight from the spikes and
@@ -381,6 +400,29 @@ def pair_stdp_accumulate_(
         acc, terms, a_plus=a_plus, a_minus=a_minus, alpha=alpha, conv=conv, factors=factors
     )
     return pre_trace, post_trace
+
+
+def _compiled_linear_step_applies(
+    pre: Tensor,
+    post: Tensor,
+    pre_trace: Tensor,
+    post_trace: Tensor,
+    acc: Tensor,
+    conv: ConvGeometry | None,
+) -> bool:
+    """Whether pair STDP can run through the C++ kernel ``pair_stdp_linear_accumulate_``
+    (``cuda/stdp_linear.cpp``): a CPU Linear synapse, float32 / float64 throughout, a contiguous
+    accumulator, and the library built."""
+    return (
+        conv is None
+        and pre.dim() == 3
+        and acc.dim() == 2
+        and acc.is_contiguous()
+        and acc.device.type == "cpu"
+        and acc.dtype in (torch.float32, torch.float64)
+        and all(t.dtype == acc.dtype for t in (pre, post, pre_trace, post_trace))
+        and cpu_ops_available()
+    )
 
 
 def _compiled_conv_step_applies(

@@ -180,10 +180,10 @@ class STDP(WeightDependent):
           clamped after every optimizer step.
         * Traces persist across forward calls until ``handle.reset()`` (call it at the start
           of every sequence); a batch size that changes without a reset is an error.
-        * Computation: on CPU, a Conv1d / Conv2d with stride 1, dilation 1 and one group takes
-          a C++ kernel that visits only the nonzero spikes (built on first use; set
-          ``PLASTICITY_PLUGINS_CPU_EXT=0`` for the torch ops); both give the same update up to
-          the order of floating-point sums.
+        * Computation: on CPU, a Linear (float32 / float64) and a Conv1d / Conv2d with stride
+          1, dilation 1 and one group take C++ kernels that visit only the nonzero spikes
+          (built on first use; set ``PLASTICITY_PLUGINS_CPU_EXT=0`` for the torch ops); both
+          give the same update up to the order of floating-point sums.
 
     Args:
         a_plus: potentiation amplitude.

@@ -1,0 +1,343 @@
+// One time step of pair STDP on a Linear synapse, CPU: registers
+// plasticity_plugins_cpu::pair_stdp_linear_accumulate_.
+//
+//   acc[i, j] += causal_scale * sum_b post[b, i] * pre_trace[b, j]
+//              + anti_scale * sum_b post_trace[b, i] * pre[b, j]
+//
+// The two products of the torch path of plasticity_plugins/kernels/stdp.py (two addmm_: its
+// fallback and test oracle) in one pass over acc that visits only the nonzero entries of the spike
+// factors, post and pre. The nonzero spikes are listed by column (pre: its samples per input j)
+// and by row (post: per output i). acc is cut into blocks of kBlockRows rows and at most
+// kBlockColumns columns that stay in cache (threads own whole blocks: no reduction). In a block,
+// each row's causal sum (its post spikes' pre_trace rows) is built in vector registers and added
+// once; the anti-causal sums are built a column at a time (its pre spikes' post_trace slices,
+// kBlockRows entries in registers), eight columns are transposed in 8 x 8 squares and added to
+// the rows. A term whose spike factor has more than kDenseFraction nonzero entries is one dense
+// product instead (at::addmm_), which is faster there.
+//
+// Loaded as a plain shared library (no pybind11 module), reached through torch.ops.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/addmm.h>
+#include <torch/library.h>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "sparse_rows.h"
+
+namespace {
+
+using plasticity_plugins_cpu_detail::nonzeros;
+
+constexpr int64_t kLanes = 8;  // the side of a transposed square
+// a work item: at most kBlockRows x kBlockColumns entries of acc; a column's anti-causal sums
+// over kBlockRows rows fit in eight vector registers
+constexpr int64_t kBlockRows = 64;
+constexpr int64_t kBlockColumns = 512;
+// above this fraction of spikes in its spike factor, a term is computed as a dense product
+// (measured crossover on an AVX2 CPU: 20-30 %)
+constexpr double kDenseFraction = 0.2;
+
+// A nonzero spike of a row-major [B, n] map: its sample and its value times the term's scale.
+template <typename scalar_t>
+struct Entry {
+  int32_t sample;
+  scalar_t value;
+};
+
+// The nonzero entries of spikes [B, n] (times scale) listed by position: position p's entries
+// are entries[start[p] .. start[p + 1]), in sample order.
+template <typename scalar_t>
+struct ByPosition {
+  std::vector<int64_t> start;
+  std::vector<Entry<scalar_t>> entries;
+
+  ByPosition(const scalar_t* spikes, int64_t batch, int64_t n, scalar_t scale) : start(n + 1, 0) {
+    std::vector<int32_t> offset(n + 8);  // nonzeros writes up to eight entries past the count
+    std::vector<scalar_t> value(n + 8);
+    std::vector<int32_t> all_offset;
+    std::vector<scalar_t> all_value;
+    std::vector<int64_t> sample_end(batch);
+    for (int64_t b = 0; b < batch; ++b) {
+      const int64_t count = nonzeros(spikes + b * n, 1, n, 0, 0, offset.data(), value.data());
+      all_offset.insert(all_offset.end(), offset.begin(), offset.begin() + count);
+      all_value.insert(all_value.end(), value.begin(), value.begin() + count);
+      sample_end[b] = static_cast<int64_t>(all_offset.size());
+    }
+    for (const int32_t at : all_offset) ++start[at + 1];
+    for (int64_t p = 1; p <= n; ++p) start[p] += start[p - 1];
+    std::vector<int64_t> cursor(start.begin(), start.end() - 1);
+    entries.resize(all_offset.size());
+    int64_t k = 0;
+    for (int64_t b = 0; b < batch; ++b)
+      for (; k < sample_end[b]; ++k)
+        entries[cursor[all_offset[k]]++] = {static_cast<int32_t>(b), scale * all_value[k]};
+  }
+  const Entry<scalar_t>* begin(int64_t p) const { return entries.data() + start[p]; }
+  const Entry<scalar_t>* end(int64_t p) const { return entries.data() + start[p + 1]; }
+};
+
+// block[r * kLanes + c] = sums[c * kBlockRows + r] for r, c < kLanes: an 8 x 8 transpose.
+template <typename scalar_t>
+void transpose_block(const scalar_t* sums, scalar_t* block) {
+  for (int64_t r = 0; r < kLanes; ++r)
+    for (int64_t c = 0; c < kLanes; ++c) block[r * kLanes + c] = sums[c * kBlockRows + r];
+}
+
+#if defined(__AVX2__)
+template <>
+void transpose_block<float>(const float* sums, float* block) {
+  __m256 r[8], t[8];
+  for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(sums + k * kBlockRows);
+  for (int k = 0; k < 8; k += 2) {
+    t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+    t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+  }
+  for (int k = 0; k < 8; k += 4) {
+    r[k] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int k = 0; k < 4; ++k) {
+    _mm256_storeu_ps(block + k * 8, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
+    _mm256_storeu_ps(block + (k + 4) * 8, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
+  }
+}
+#endif
+
+// sums[r] = sum over the entries of value * rows[sample * stride + r], r < kBlockRows: one
+// column's anti-causal sums over a block of rows, held in registers while the entries are read.
+template <typename scalar_t>
+void column_sums(const Entry<scalar_t>* begin, const Entry<scalar_t>* end, const scalar_t* rows,
+                 int64_t stride, scalar_t* sums) {
+  scalar_t total[kBlockRows] = {};
+  for (auto e = begin; e != end; ++e) {
+    const scalar_t* from = rows + e->sample * stride;
+    const scalar_t v = e->value;
+#pragma omp simd
+    for (int64_t r = 0; r < kBlockRows; ++r) total[r] += v * from[r];
+  }
+  std::copy(total, total + kBlockRows, sums);
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+template <>
+void column_sums<float>(const Entry<float>* begin, const Entry<float>* end, const float* rows,
+                        int64_t stride, float* sums) {
+  static_assert(kBlockRows == 64, "eight registers of eight lanes");
+  __m256 total[8];
+  for (int r = 0; r < 8; ++r) total[r] = _mm256_setzero_ps();
+  for (auto e = begin; e != end; ++e) {
+    const float* from = rows + e->sample * stride;
+    const __m256 v = _mm256_set1_ps(e->value);
+    for (int r = 0; r < 8; ++r)
+      total[r] = _mm256_fmadd_ps(v, _mm256_loadu_ps(from + 8 * r), total[r]);
+  }
+  for (int r = 0; r < 8; ++r) _mm256_store_ps(sums + 8 * r, total[r]);
+}
+#endif
+
+// row[j] += sum over the entries of value * pre_trace[sample * in + j], first <= j < last: one
+// acc row's causal sum, written once.
+template <typename scalar_t>
+void add_row_sums(const Entry<scalar_t>* begin, const Entry<scalar_t>* end,
+                  const scalar_t* pre_trace, int64_t in, int64_t first, int64_t last,
+                  scalar_t* row) {
+  for (auto e = begin; e != end; ++e) {
+    const scalar_t* from = pre_trace + e->sample * in;
+    const scalar_t v = e->value;
+#pragma omp simd
+    for (int64_t j = first; j < last; ++j) row[j] += v * from[j];
+  }
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+// The same, the sums of kWide columns held in registers while the entries are read.
+template <int kWide>
+int64_t add_row_sums_avx2(const Entry<float>* begin, const Entry<float>* end,
+                          const float* pre_trace, int64_t in, int64_t first, int64_t last,
+                          float* row) {
+  constexpr int kVectors = kWide / 8;
+  int64_t j = first;
+  for (; j + kWide <= last; j += kWide) {
+    __m256 total[kVectors];
+    for (int k = 0; k < kVectors; ++k) total[k] = _mm256_setzero_ps();
+    for (auto e = begin; e != end; ++e) {
+      const float* from = pre_trace + e->sample * in + j;
+      const __m256 v = _mm256_set1_ps(e->value);
+      for (int k = 0; k < kVectors; ++k)
+        total[k] = _mm256_fmadd_ps(v, _mm256_loadu_ps(from + 8 * k), total[k]);
+    }
+    for (int k = 0; k < kVectors; ++k)
+      _mm256_storeu_ps(row + j + 8 * k, _mm256_add_ps(_mm256_loadu_ps(row + j + 8 * k), total[k]));
+  }
+  return j;
+}
+
+template <>
+void add_row_sums<float>(const Entry<float>* begin, const Entry<float>* end,
+                         const float* pre_trace, int64_t in, int64_t first, int64_t last,
+                         float* row) {
+  if (begin == end) return;
+  first = add_row_sums_avx2<64>(begin, end, pre_trace, in, first, last, row);
+  first = add_row_sums_avx2<8>(begin, end, pre_trace, in, first, last, row);
+  for (auto e = begin; e != end; ++e)  // the last columns, fewer than eight
+    for (int64_t j = first; j < last; ++j) row[j] += e->value * pre_trace[e->sample * in + j];
+}
+#endif
+
+// The row-major [B, n] map post_trace as rows of a multiple of kBlockRows entries (zero-padded
+// when n is not one already, else the map itself).
+template <typename scalar_t>
+struct PaddedRows {
+  std::vector<scalar_t> copy;
+  const scalar_t* data;
+  int64_t stride;
+
+  PaddedRows(const scalar_t* map, int64_t batch, int64_t n)
+      : data(map), stride((n + kBlockRows - 1) / kBlockRows * kBlockRows) {
+    if (stride == n) return;
+    copy.assign(batch * stride, scalar_t(0));
+    for (int64_t b = 0; b < batch; ++b)
+      std::copy(map + b * n, map + (b + 1) * n, copy.data() + b * stride);
+    data = copy.data();
+  }
+};
+
+template <typename scalar_t>
+void run(scalar_t* acc, const scalar_t* pre, const scalar_t* pre_trace, const scalar_t* post,
+         const scalar_t* post_trace, int64_t batch, int64_t in, int64_t out, scalar_t causal_scale,
+         scalar_t anti_scale) {
+  const bool causal = causal_scale != scalar_t(0), anti = anti_scale != scalar_t(0);
+  const PaddedRows<scalar_t> post_trace_rows(post_trace, anti ? batch : 0, out);
+  const ByPosition<scalar_t> pre_by_column(pre, anti ? batch : 0, in, anti_scale);
+  const ByPosition<scalar_t> post_by_row(post, causal ? batch : 0, out, causal_scale);
+  const int64_t row_blocks = (out + kBlockRows - 1) / kBlockRows;
+  // column blocks of near-equal width (a multiple of kLanes), at most kBlockColumns
+  const int64_t column_blocks = (in + kBlockColumns - 1) / kBlockColumns;
+  const int64_t block_columns =
+      ((in + column_blocks - 1) / column_blocks + kLanes - 1) / kLanes * kLanes;
+  const bool any_anti = anti && !pre_by_column.entries.empty();
+
+  // work item: a block of kBlockRows x kBlockColumns entries of acc (it stays in cache)
+  at::parallel_for(0, row_blocks * column_blocks, 1, [&](int64_t begin, int64_t end) {
+    alignas(64) scalar_t sums[kLanes * kBlockRows];  // [column][row] for kLanes columns
+    alignas(64) scalar_t block[kLanes * kLanes];
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t k = item / column_blocks;
+      const int64_t first_row = k * kBlockRows, rows = std::min(kBlockRows, out - first_row);
+      const int64_t first_column = (item % column_blocks) * block_columns;
+      const int64_t last_column = std::min(in, first_column + block_columns);
+      scalar_t* target = acc + first_row * in;
+      for (int64_t r = 0; r < rows && causal; ++r)
+        add_row_sums(post_by_row.begin(first_row + r), post_by_row.end(first_row + r),
+                     pre_trace, in, first_column, last_column, target + r * in);
+      for (int64_t column = first_column; any_anti && column < last_column; column += kLanes) {
+        const int64_t columns = std::min(kLanes, last_column - column);
+        for (int64_t c = 0; c < kLanes; ++c) {
+          if (c < columns)
+            column_sums(pre_by_column.begin(column + c), pre_by_column.end(column + c),
+                        post_trace_rows.data + first_row, post_trace_rows.stride,
+                        sums + c * kBlockRows);
+          else
+            std::fill(sums + c * kBlockRows, sums + (c + 1) * kBlockRows, scalar_t(0));
+        }
+        for (int64_t row = 0; row < rows; row += kLanes) {
+          transpose_block(sums + row, block);
+          scalar_t* into = target + row * in + column;
+          const int64_t block_rows = std::min(kLanes, rows - row);
+          if (block_rows == kLanes && columns == kLanes) {
+            for (int64_t r = 0; r < kLanes; ++r) {
+#pragma omp simd
+              for (int64_t c = 0; c < kLanes; ++c) into[r * in + c] += block[r * kLanes + c];
+            }
+          } else {
+            for (int64_t r = 0; r < block_rows; ++r)
+              for (int64_t c = 0; c < columns; ++c) into[r * in + c] += block[r * kLanes + c];
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+int64_t count_nonzero(const scalar_t* data, int64_t n) {
+  int64_t count = 0;
+#pragma omp simd reduction(+ : count)
+  for (int64_t k = 0; k < n; ++k) count += data[k] != scalar_t(0);
+  return count;
+}
+
+// The fraction of nonzero entries of a contiguous float32 / float64 tensor.
+double spike_fraction(const at::Tensor& spikes) {
+  if (spikes.numel() == 0) return 0.0;
+  int64_t count = 0;
+  AT_DISPATCH_FLOATING_TYPES(spikes.scalar_type(), "spike_fraction", [&] {
+    count = count_nonzero(spikes.const_data_ptr<scalar_t>(), spikes.numel());
+  });
+  return static_cast<double>(count) / static_cast<double>(spikes.numel());
+}
+
+void pair_stdp_linear_accumulate_cpu(const at::Tensor& acc, const at::Tensor& pre,
+                                     const at::Tensor& pre_trace, const at::Tensor& post,
+                                     const at::Tensor& post_trace, double causal_scale,
+                                     double anti_scale) {
+  constexpr const char* name = "pair_stdp_linear_accumulate_";
+  TORCH_CHECK(pre.dim() == 2 && post.dim() == 2, name, ": pre and post must be [B, n], got ",
+              pre.sizes(), " and ", post.sizes());
+  TORCH_CHECK(pre_trace.sizes() == pre.sizes() && post_trace.sizes() == post.sizes(), name,
+              ": each trace must have its spikes' shape");
+  TORCH_CHECK(pre.size(0) == post.size(0), name, ": batch sizes differ");
+  TORCH_CHECK(acc.dim() == 2 && acc.size(0) == post.size(1) && acc.size(1) == pre.size(1), name,
+              ": acc must be [out, in] = [", post.size(1), ", ", pre.size(1), "], got ",
+              acc.sizes());
+  TORCH_CHECK(acc.is_contiguous(), name, ": acc must be contiguous");
+  const auto dtype = acc.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, name,
+              ": float32 or float64 only, got ", dtype);
+  for (const at::Tensor* t : {&acc, &pre, &pre_trace, &post, &post_trace}) {
+    TORCH_CHECK(t->scalar_type() == dtype, name, ": mixed dtypes");
+    TORCH_CHECK(t->device().is_cpu(), name, ": CPU tensors only");
+  }
+  TORCH_CHECK(pre.size(1) < std::numeric_limits<int32_t>::max() - kLanes &&
+                  post.size(1) < std::numeric_limits<int32_t>::max() - kLanes &&
+                  pre.size(0) < std::numeric_limits<int32_t>::max(),
+              name, ": sizes beyond 32-bit positions");
+  const at::Tensor pre_c = pre.contiguous(), pre_trace_c = pre_trace.contiguous();
+  const at::Tensor post_c = post.contiguous(), post_trace_c = post_trace.contiguous();
+  // a term whose spike factor is dense is one dense product (faster there than visiting spikes)
+  const bool dense_causal = causal_scale != 0 && spike_fraction(post_c) > kDenseFraction;
+  const bool dense_anti = anti_scale != 0 && spike_fraction(pre_c) > kDenseFraction;
+  AT_DISPATCH_FLOATING_TYPES(dtype, name, [&] {
+    run<scalar_t>(acc.mutable_data_ptr<scalar_t>(), pre_c.const_data_ptr<scalar_t>(),
+                  pre_trace_c.const_data_ptr<scalar_t>(), post_c.const_data_ptr<scalar_t>(),
+                  post_trace_c.const_data_ptr<scalar_t>(), pre.size(0), pre.size(1),
+                  post.size(1), static_cast<scalar_t>(dense_causal ? 0.0 : causal_scale),
+                  static_cast<scalar_t>(dense_anti ? 0.0 : anti_scale));
+  });
+  at::Tensor target = acc;  // the products add into acc itself
+  if (dense_causal) target.addmm_(post_c.t(), pre_trace_c, 1.0, causal_scale);
+  if (dense_anti) target.addmm_(post_trace_c.t(), pre_c, 1.0, anti_scale);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(plasticity_plugins_cpu, m) {
+  m.def(
+      "pair_stdp_linear_accumulate_(Tensor(a!) acc, Tensor pre, Tensor pre_trace, Tensor post, "
+      "Tensor post_trace, float causal_scale, float anti_scale) -> ()");
+}
+
+TORCH_LIBRARY_IMPL(plasticity_plugins_cpu, CPU, m) {
+  m.impl("pair_stdp_linear_accumulate_", &pair_stdp_linear_accumulate_cpu);
+}
