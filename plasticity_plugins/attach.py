@@ -99,6 +99,32 @@ def _all_finite(x: Tensor) -> bool:
     return bool(torch.isfinite(x).all())
 
 
+# A sequence checked once for NaN / inf covers every step sliced from it (above this size the
+# steps are checked one by one: a first step should not wait for a whole data set's check).
+_SEQUENCE_CHECK_LIMIT = 2**27
+
+
+class _SequenceCheck:
+    """Whether inputs that are views of one tensor (``x_t`` of ``for x_t in inputs``) are
+    finite, from one check of that tensor per version (in-place writes bump the version)."""
+
+    def __init__(self) -> None:
+        self._base: weakref.ref[Tensor] | None = None
+        self._version = -1
+        self._finite = False
+
+    def covers(self, x: Tensor) -> bool:
+        """True if ``x`` is a view of a finite tensor (checked now or at an earlier step);
+        False leaves the check of ``x`` itself to the caller."""
+        base = x._base
+        if base is None or base.numel() > _SEQUENCE_CHECK_LIMIT:
+            return False
+        if self._base is None or self._base() is not base or self._version != base._version:
+            self._base, self._version = weakref.ref(base), base._version
+            self._finite = _all_finite(base)
+        return self._finite
+
+
 def _any_autocast_enabled() -> bool:
     """Whether autocast is on for any device type (one cheap call; checked at every step)."""
     check = getattr(torch._C, "_is_any_autocast_enabled", None)
@@ -172,6 +198,8 @@ class _Pair:
     view: PairView | None = None
     #: Gradient rules: grad mode was switched off for the synapse's call (restored after it).
     graph_cut: bool = False
+    #: The NaN / inf check of the sequence the synapse's inputs are sliced from.
+    sequence_check: _SequenceCheck = field(default_factory=_SequenceCheck)
 
     def __post_init__(self) -> None:
         self.rank = _feature_rank(self.synapse)
@@ -387,9 +415,10 @@ class AttachHandle:
                     f"{pair.synapse_name}: input is {x.dtype} on {x.device} but the weight is "
                     f"{weight.dtype} on {weight.device}; move the input to match the model"
                 )
-            # The spikes a neuron of this handle just produced are 0/1: no check needed.
+            # The spikes a neuron of this handle just produced are 0/1: no check needed; a step
+            # of a sequence already checked as a whole neither.
             finite = any(x is out for out in self._spike_outputs.values())
-            if not finite and not _all_finite(x):
+            if not finite and not pair.sequence_check.covers(x) and not _all_finite(x):
                 raise InputError(
                     f"{pair.synapse_name}: input of shape {tuple(x.shape)} contains NaN or inf; "
                     "plastic synapses need finite inputs"

@@ -430,6 +430,34 @@ def test_wrong_rank_and_nan_input_are_refused_without_touching_state():
     handle.detach()
 
 
+def test_steps_of_a_sequence_are_checked_for_nan_once_and_a_nan_step_is_refused(monkeypatch):
+    """Steps sliced from one sequence tensor are covered by one check of the sequence (per
+    version: an in-place write is seen); a NaN at a later step is still refused at that step,
+    with the earlier steps' update and the neuron state untouched."""
+    attach_module = __import__("plasticity_plugins.attach", fromlist=["_all_finite"])
+    checks = []
+    original = attach_module._all_finite
+    monkeypatch.setattr(attach_module, "_all_finite", lambda x: checks.append(x) or original(x))
+    net = nn.Sequential(nn.Linear(4, 3), leaky())
+    handle = plasticity_plugins.attach(net, STDP(a_plus=1.0))
+    sequence = torch.ones(6, 2, 4) * 3
+    with torch.no_grad():
+        for x_t in sequence:
+            net(x_t)
+        assert len(checks) == 1 and checks[0] is sequence
+        sequence[4, 1, 2] = float("inf")  # a new version of the sequence: checked again
+        for x_t in sequence[:4]:
+            net(x_t)
+        grad = net[0].weight.grad.clone()
+        state = handle.state_dict()
+        with pytest.raises(InputError, match="NaN or inf"):
+            net(sequence[4])
+    assert torch.equal(net[0].weight.grad, grad)
+    for key, value in handle.state_dict()["neurons"]["1"].items():
+        assert torch.equal(value, state["neurons"]["1"][key])
+    handle.detach()
+
+
 def test_batch_size_change_without_reset_is_refused():
     net = nn.Sequential(nn.Linear(4, 3), leaky())
     handle = plasticity_plugins.attach(net, STDP())
