@@ -15,7 +15,7 @@ each), so their ratios hold while the load of a shared machine drifts. Prints th
 project targets: adapter overhead <= 1.15x the bare forward, our STDP's added
 cost <= 1x the bare forward, >= 30x faster than STDPLearner, faster than Norse's update.
 
-    python benchmarks/stdp_linear.py [--steps 100] [--repeats 5] [--threads 2]
+    python benchmarks/stdp_linear.py [--steps 100] [--repeats 15] [--threads 2]
                                       [--weight-scale 0.013]
 """
 
@@ -62,7 +62,7 @@ def stepper(net: nn.Module, reset: Callable[[], None]) -> Callable[[torch.Tensor
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weight-scale", type=float, default=0.013)
     args = parser.parse_args()

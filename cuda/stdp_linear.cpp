@@ -1,8 +1,11 @@
 // One time step of pair STDP on a Linear synapse, CPU: registers
-// plasticity_plugins_cpu::pair_stdp_linear_accumulate_.
+// plasticity_plugins_cpu::pair_stdp_linear_step_, which returns the advanced traces
+// (pre_trace', post_trace') and adds into acc:
 //
-//   acc[i, j] += causal_scale * sum_b post[b, i] * pre_trace[b, j]
+//   pre_trace' = pre_decay * pre_trace + pre      (nearest: pre where pre != 0)
+//   acc[i, j] += causal_scale * sum_b post[b, i] * pre_trace'[b, j]
 //              + anti_scale * sum_b post_trace[b, i] * pre[b, j]
+//   post_trace' = post_decay * post_trace + post  (nearest: post where post != 0)
 //
 // The two products of the torch path of plasticity_plugins/kernels/stdp.py (two addmm_: its
 // fallback and test oracle) in one pass over acc that visits only the nonzero entries of the spike
@@ -20,6 +23,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/addmm.h>
+#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #if defined(__AVX2__)
@@ -29,6 +33,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <tuple>
 #include <vector>
 
 #include "sparse_rows.h"
@@ -288,11 +293,26 @@ double spike_fraction(const at::Tensor& spikes) {
   return static_cast<double>(count) / static_cast<double>(spikes.numel());
 }
 
-void pair_stdp_linear_accumulate_cpu(const at::Tensor& acc, const at::Tensor& pre,
-                                     const at::Tensor& pre_trace, const at::Tensor& post,
-                                     const at::Tensor& post_trace, double causal_scale,
-                                     double anti_scale) {
-  constexpr const char* name = "pair_stdp_linear_accumulate_";
+// out = decay * trace + spikes (all-to-all), or spikes where nonzero, else decay * trace
+// (nearest), over n entries.
+template <typename scalar_t>
+void trace_step(const scalar_t* trace, const scalar_t* spikes, int64_t n, scalar_t decay,
+                bool nearest, scalar_t* out) {
+  if (nearest) {
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k)
+      out[k] = spikes[k] != scalar_t(0) ? spikes[k] : decay * trace[k];
+  } else {
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) out[k] = decay * trace[k] + spikes[k];
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> pair_stdp_linear_step_cpu(
+    const at::Tensor& acc, const at::Tensor& pre, const at::Tensor& pre_trace,
+    const at::Tensor& post, const at::Tensor& post_trace, double pre_decay, double post_decay,
+    bool nearest, double causal_scale, double anti_scale) {
+  constexpr const char* name = "pair_stdp_linear_step_";
   TORCH_CHECK(pre.dim() == 2 && post.dim() == 2, name, ": pre and post must be [B, n], got ",
               pre.sizes(), " and ", post.sizes());
   TORCH_CHECK(pre_trace.sizes() == pre.sizes() && post_trace.sizes() == post.sizes(), name,
@@ -315,29 +335,39 @@ void pair_stdp_linear_accumulate_cpu(const at::Tensor& acc, const at::Tensor& pr
               name, ": sizes beyond 32-bit positions");
   const at::Tensor pre_c = pre.contiguous(), pre_trace_c = pre_trace.contiguous();
   const at::Tensor post_c = post.contiguous(), post_trace_c = post_trace.contiguous();
+  at::Tensor new_pre_trace = at::empty(pre.sizes(), pre.options());
+  at::Tensor new_post_trace = at::empty(post.sizes(), post.options());
   // a term whose spike factor is dense is one dense product (faster there than visiting spikes)
   const bool dense_causal = causal_scale != 0 && spike_fraction(post_c) > kDenseFraction;
   const bool dense_anti = anti_scale != 0 && spike_fraction(pre_c) > kDenseFraction;
   AT_DISPATCH_FLOATING_TYPES(dtype, name, [&] {
+    trace_step(pre_trace_c.const_data_ptr<scalar_t>(), pre_c.const_data_ptr<scalar_t>(),
+               pre.numel(), static_cast<scalar_t>(pre_decay), nearest,
+               new_pre_trace.mutable_data_ptr<scalar_t>());
     run<scalar_t>(acc.mutable_data_ptr<scalar_t>(), pre_c.const_data_ptr<scalar_t>(),
-                  pre_trace_c.const_data_ptr<scalar_t>(), post_c.const_data_ptr<scalar_t>(),
+                  new_pre_trace.const_data_ptr<scalar_t>(), post_c.const_data_ptr<scalar_t>(),
                   post_trace_c.const_data_ptr<scalar_t>(), pre.size(0), pre.size(1),
                   post.size(1), static_cast<scalar_t>(dense_causal ? 0.0 : causal_scale),
                   static_cast<scalar_t>(dense_anti ? 0.0 : anti_scale));
+    trace_step(post_trace_c.const_data_ptr<scalar_t>(), post_c.const_data_ptr<scalar_t>(),
+               post.numel(), static_cast<scalar_t>(post_decay), nearest,
+               new_post_trace.mutable_data_ptr<scalar_t>());
   });
   at::Tensor target = acc;  // the products add into acc itself
-  if (dense_causal) target.addmm_(post_c.t(), pre_trace_c, 1.0, causal_scale);
+  if (dense_causal) target.addmm_(post_c.t(), new_pre_trace, 1.0, causal_scale);
   if (dense_anti) target.addmm_(post_trace_c.t(), pre_c, 1.0, anti_scale);
+  return {new_pre_trace, new_post_trace};
 }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(plasticity_plugins_cpu, m) {
   m.def(
-      "pair_stdp_linear_accumulate_(Tensor(a!) acc, Tensor pre, Tensor pre_trace, Tensor post, "
-      "Tensor post_trace, float causal_scale, float anti_scale) -> ()");
+      "pair_stdp_linear_step_(Tensor(a!) acc, Tensor pre, Tensor pre_trace, Tensor post, "
+      "Tensor post_trace, float pre_decay, float post_decay, bool nearest, float causal_scale, "
+      "float anti_scale) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(plasticity_plugins_cpu, CPU, m) {
-  m.impl("pair_stdp_linear_accumulate_", &pair_stdp_linear_accumulate_cpu);
+  m.impl("pair_stdp_linear_step_", &pair_stdp_linear_step_cpu);
 }

@@ -426,27 +426,44 @@ def _linear_step_args(batch, n_in, n_out, dtype, generator, pre_rate=0.3, post_r
     )
 
 
+def _linear_step(acc, pre, pre_trace, post, post_trace, causal_scale, anti_scale, nearest=False):
+    """``pair_stdp_linear_step_`` with decays 0.8 (pre) and 0.6 (post)."""
+    return torch.ops.plasticity_plugins_cpu.pair_stdp_linear_step_(
+        acc, pre, pre_trace, post, post_trace, 0.8, 0.6, nearest, causal_scale, anti_scale
+    )
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("case", [*COMPILED_LINEAR_CASES, (32, 784, 400)])
 def test_compiled_linear_step_matches_two_products(cpp_kernels, case, dtype):
-    """The C++ op ``pair_stdp_linear_accumulate_`` against the two products it replaces
-    (``post^T pre_trace`` and ``post_trace^T pre``, float64 on the same values), each term on
-    its own (a zero scale skips it) and both together, added to what acc held."""
+    """The C++ op ``pair_stdp_linear_step_`` against the two products it replaces
+    (``post^T pre_trace'`` with the advanced pre trace, and ``post_trace^T pre``, float64 on the
+    same values), each term on its own (a zero scale skips it) and both together, added to what
+    acc held; its traces against ``decay * trace + spikes`` and the nearest-spike rule."""
     g = torch.Generator().manual_seed(sum(case))
     pre, pre_trace, post, post_trace = _linear_step_args(*case, dtype, g)
     start = torch.randn(case[2], case[1], generator=g).to(dtype)
-    causal = post.double().T @ pre_trace.double()
-    anti = post_trace.double().T @ pre.double()
     tolerance = (
         dict(rtol=1e-5, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-13)
     )
-    for causal_scale, anti_scale in ((0.7, -0.3), (0.7, 0.0), (0.0, -0.3)):
-        acc = start.clone()
-        torch.ops.plasticity_plugins_cpu.pair_stdp_linear_accumulate_(
-            acc, pre, pre_trace, post, post_trace, causal_scale, anti_scale
-        )
-        expected = start.double() + causal_scale * causal + anti_scale * anti
-        torch.testing.assert_close(acc.double(), expected, **tolerance)
+    for nearest in (False, True):
+        if nearest:
+            new_pre = torch.where(pre != 0, pre, 0.8 * pre_trace).double()
+            new_post = torch.where(post != 0, post, 0.6 * post_trace).double()
+        else:
+            new_pre = 0.8 * pre_trace.double() + pre.double()
+            new_post = 0.6 * post_trace.double() + post.double()
+        causal = post.double().T @ new_pre
+        anti = post_trace.double().T @ pre.double()
+        for causal_scale, anti_scale in ((0.7, -0.3), (0.7, 0.0), (0.0, -0.3)):
+            acc = start.clone()
+            traces = _linear_step(
+                acc, pre, pre_trace, post, post_trace, causal_scale, anti_scale, nearest
+            )
+            expected = start.double() + causal_scale * causal + anti_scale * anti
+            torch.testing.assert_close(acc.double(), expected, **tolerance)
+            torch.testing.assert_close(traces[0].double(), new_pre, **tolerance)
+            torch.testing.assert_close(traces[1].double(), new_post, **tolerance)
 
 
 @pytest.mark.parametrize("rate", [0.0, 1.0])
@@ -456,10 +473,8 @@ def test_compiled_linear_step_without_and_with_every_spike(cpp_kernels, rate):
     pre, pre_trace, post, post_trace = _linear_step_args(4, 70, 66, torch.float64, g, rate, rate)
     start = torch.randn(66, 70, generator=g).double()
     acc = start.clone()
-    torch.ops.plasticity_plugins_cpu.pair_stdp_linear_accumulate_(
-        acc, pre, pre_trace, post, post_trace, 0.5, -0.25
-    )
-    expected = start + 0.5 * post.T @ pre_trace - 0.25 * post_trace.T @ pre
+    new_pre_trace, _ = _linear_step(acc, pre, pre_trace, post, post_trace, 0.5, -0.25)
+    expected = start + 0.5 * post.T @ new_pre_trace - 0.25 * post_trace.T @ pre
     torch.testing.assert_close(acc, expected, rtol=1e-12, atol=1e-12)
 
 
@@ -474,7 +489,7 @@ def test_compiled_linear_step_is_the_same_on_several_threads(cpp_kernels):
         for count in (1, 3):
             torch.set_num_threads(count)
             acc = start.clone()
-            torch.ops.plasticity_plugins_cpu.pair_stdp_linear_accumulate_(acc, *args, 0.5, -0.5)
+            _linear_step(acc, *args, 0.5, -0.5)
             results.append(acc)
     finally:
         torch.set_num_threads(threads)
@@ -512,9 +527,7 @@ def test_compiled_linear_step_rejects_what_it_cannot_compute(cpp_kernels, change
         post, post_trace = post.int(), post_trace.int()
     before = acc.clone()
     with pytest.raises(RuntimeError, match=message):
-        torch.ops.plasticity_plugins_cpu.pair_stdp_linear_accumulate_(
-            acc, pre, pre_trace, post, post_trace, 1.0, 1.0
-        )
+        _linear_step(acc, pre, pre_trace, post, post_trace, 1.0, 1.0)
     assert torch.equal(acc, before)
 
 

@@ -366,16 +366,18 @@ def pair_stdp_accumulate_(
         # A CPU Linear: the C++ kernel, one step at a time (it visits only the nonzero spikes,
         # in one pass over acc per step: several times faster than the two dense products)
         causal_scale, anti_scale = alpha * a_plus, -alpha * a_minus * post_decay
-        step_op = torch.ops.plasticity_plugins_cpu.pair_stdp_linear_accumulate_
+        step_op = torch.ops.plasticity_plugins_cpu.pair_stdp_linear_step_
         sums = None if factors is None else (torch.zeros_like(acc), torch.zeros_like(acc))
+        decays = (pre_decay, post_decay, kind == "nearest")
         for pre_t, post_t in zip(pre, post, strict=True):
-            pre_trace = trace_step(pre_trace, pre_t, pre_decay, kind)
+            spikes_and_traces = (pre_t, pre_trace, post_t, post_trace)
             if sums is None:
-                step_op(acc, pre_t, pre_trace, post_t, post_trace, causal_scale, anti_scale)
-            else:
-                step_op(sums[0], pre_t, pre_trace, post_t, post_trace, 1.0, 0.0)
-                step_op(sums[1], pre_t, pre_trace, post_t, post_trace, 0.0, 1.0)
-            post_trace = trace_step(post_trace, post_t, post_decay, kind)
+                pre_trace, post_trace = step_op(
+                    acc, *spikes_and_traces, *decays, causal_scale, anti_scale
+                )
+            else:  # the two sums apart, for the weight factors (the traces come out twice)
+                step_op(sums[0], *spikes_and_traces, *decays, 1.0, 0.0)
+                pre_trace, post_trace = step_op(sums[1], *spikes_and_traces, *decays, 0.0, 1.0)
         if sums is not None:
             _add_weighted_sums(acc, *sums, causal_scale, anti_scale, factors)
         return pre_trace, post_trace
@@ -410,7 +412,7 @@ def _compiled_linear_step_applies(
     acc: Tensor,
     conv: ConvGeometry | None,
 ) -> bool:
-    """Whether pair STDP can run through the C++ kernel ``pair_stdp_linear_accumulate_``
+    """Whether pair STDP can run through the C++ kernel ``pair_stdp_linear_step_``
     (``cuda/stdp_linear.cpp``): a CPU Linear synapse, float32 / float64 throughout, a contiguous
     accumulator, and the library built."""
     return (
