@@ -456,7 +456,7 @@ class _NorseAdapter(NeuronAdapter):
         if mask is not None:
             z = z * mask
             result = (z, *result[1:])
-        s = z.detach()
+        s = z.detach() if z.requires_grad else z
         if self._on_step is not None:
             self._on_step(
                 NeuronObservation(

@@ -459,7 +459,7 @@ class _SnnTorchAdapter(NeuronAdapter):
             _check_spike_fn(module)
             self._surrogate_of = (module.spike_grad, _resolve_surrogate(module.spike_grad))
         psi = self._surrogate_of[1]
-        s = spk.detach()
+        s = spk.detach() if spk.requires_grad else spk
         if s.dtype != mem.dtype:
             s = s.to(mem.dtype)
         if self._on_step is not None:

@@ -370,7 +370,7 @@ class SpikingJellyNeuronAdapter(NeuronAdapter):
 
         mask = self.mask_for(spikes, membrane)
         result = spikes if mask is None else spikes * mask
-        s = result.detach()
+        s = result.detach() if result.requires_grad else result
         if not call.multi:
             s = s.unsqueeze(0)
 

@@ -423,7 +423,7 @@ class AttachHandle:
                     f"{pair.synapse_name}: input of shape {tuple(x.shape)} contains NaN or inf; "
                     "plastic synapses need finite inputs"
                 )
-            pair.pending_input = x.detach()
+            pair.pending_input = x.detach() if x.requires_grad else x
             if pair.gradient and torch.is_grad_enabled():
                 # Cut the graph here: layers meet only through the rule's own learning signal.
                 pair.input_in_graph = x if x.requires_grad else None
