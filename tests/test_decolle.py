@@ -219,3 +219,105 @@ def test_bad_targets():
     with pytest.raises(InputError, match="target="):
         handle.backward()
     handle.detach()
+
+
+def _torch_learning_signal(spikes, surrogate_input, threshold, is_psi, readout, target, keep):
+    """The torch ops' readout work (the rule's fallback), float64: dL/ds times the surrogate."""
+    rows, classes = spikes.shape[0], readout.shape[0]
+    onehot = F.one_hot(target.repeat(rows // target.shape[0]), classes).double()
+    scores = (spikes * keep) @ readout.T
+    error = (scores - onehot).clamp(-1.0, 1.0) / (target.shape[0] * classes)
+    surrogate = surrogate_input if is_psi else decolle_surrogate(surrogate_input - threshold)
+    return (error @ readout) * keep * surrogate
+
+
+def _readout_problem(rows=12, n=37, classes=5, batch=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    spikes = (torch.rand(rows, n, generator=g) < 0.3).double()
+    membrane = torch.rand(rows, n, generator=g).double() * 2
+    readout = (torch.rand(classes, n, generator=g).double() - 0.5) * 2
+    target = torch.randint(0, classes, (batch,), generator=g)
+    return spikes, membrane, readout, target
+
+
+@pytest.mark.parametrize("is_psi", [False, True])
+@pytest.mark.parametrize("dropout", [0.0, 0.4])
+def test_compiled_learning_signal_matches_the_torch_ops(cpp_kernels, is_psi, dropout):
+    """The C++ op ``decolle_learning_signal`` with a given dropout factor against the torch ops
+    (both surrogates: DECOLLE's of the membrane, or a given psi), float64."""
+    spikes, membrane, readout, target = _readout_problem()
+    g = torch.Generator().manual_seed(1)
+    keep = (torch.rand(spikes.shape, generator=g) >= dropout).double() / (1 - dropout)
+    post = torch.ops.plasticity_plugins_cpu.decolle_learning_signal(
+        spikes, membrane, 0.8, is_psi, readout, target, dropout, 1 / (4 * 5), keep
+    )
+    expected = _torch_learning_signal(spikes, membrane, 0.8, is_psi, readout, target, keep)
+    torch.testing.assert_close(post, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_compiled_dropout_masks_are_seeded_by_torch_and_thread_independent(cpp_kernels):
+    """The op's own dropout: the factor it used (read back from where the result vanished)
+    reproduces the result through the torch ops; a fraction ``dropout`` of the entries is
+    dropped; ``torch.manual_seed`` fixes the masks, the number of threads does not change
+    them."""
+    spikes, membrane, readout, target = _readout_problem(rows=64, n=301, seed=2)
+    op = torch.ops.plasticity_plugins_cpu.decolle_learning_signal
+    args = (spikes, membrane, 0.8, False, readout, target, 0.3, 1 / 20)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for count in (1, 3, 1):
+            torch.set_num_threads(count)
+            torch.manual_seed(7)
+            results.append(op(*args))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
+    post = results[0]
+    keep = (post != 0).double() / 0.7
+    assert abs((post == 0).double().mean().item() - 0.3) < 0.01
+    expected = _torch_learning_signal(spikes, membrane, 0.8, False, readout, target, keep)
+    torch.testing.assert_close(post, expected, rtol=1e-12, atol=1e-15)
+    torch.manual_seed(8)
+    assert not torch.equal(op(*args), post)
+
+
+def test_compiled_votes_match_the_torch_ops(cpp_kernels):
+    """``decolle_votes_``: one vote per row for the readout's argmax (the first on ties)."""
+    spikes, _, readout, _ = _readout_problem(rows=12, n=37, classes=5, seed=3)
+    votes = torch.ones(4, 5, dtype=torch.float64)
+    torch.ops.plasticity_plugins_cpu.decolle_votes_(votes, spikes, readout)
+    winners = (spikes @ readout.T).argmax(-1).reshape(3, 4)
+    expected = torch.ones(4, 5, dtype=torch.float64)
+    expected.scatter_add_(1, winners.T, torch.ones(4, 3, dtype=torch.float64))
+    torch.testing.assert_close(votes, expected, rtol=0, atol=0)
+    tied = torch.ops.plasticity_plugins_cpu.decolle_votes_
+    zero = torch.zeros(1, 5, dtype=torch.float64)
+    tied(zero, torch.zeros(1, 37, dtype=torch.float64), readout)  # all scores 0: class 0
+    assert zero[0].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("surrogate", ["decolle", "framework"])
+def test_compiled_and_torch_paths_give_the_same_gradients_and_votes(
+    cpp_kernels, monkeypatch, surrogate
+):
+    """Without dropout the rule's C++ readout work and its torch ops give the same weight and
+    bias gradients and the same votes (burn-in included)."""
+
+    def run() -> list[torch.Tensor]:
+        net = two_layers(beta=0.8)
+        rule = DECOLLE(num_classes=N_CLASSES, dropout=0.0, burn_in=3, surrogate=surrogate)
+        handle = plasticity_plugins.attach(net, rule)
+        for x_t in spikes_in():
+            net(x_t)
+            handle.backward(target=LABELS)
+        votes = [v["votes"] for v in handle.state_dict()["rules"].values()]
+        handle.detach()
+        return [p.grad for p in net.parameters()] + votes
+
+    compiled = run()
+    monkeypatch.setenv("PLASTICITY_PLUGINS_CPU_EXT", "0")
+    reference = run()
+    assert all(g.abs().sum() > 0 for g in compiled[:4])
+    for ours, theirs in zip(compiled, reference, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)

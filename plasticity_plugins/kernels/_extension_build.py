@@ -270,7 +270,7 @@ def _load(name: str, sources: tuple[str, ...], device: str) -> bool:
 
 # the CPU kernels, one library (each source registers its ops in plasticity_plugins_cpu)
 CPU_LIBRARY = "plasticity_plugins_cpu"
-CPU_SOURCES = ("k_winners.cpp", "stdp_conv2d.cpp", "stdp_linear.cpp")
+CPU_SOURCES = ("k_winners.cpp", "stdp_conv2d.cpp", "stdp_linear.cpp", "decolle.cpp")
 
 
 def cpu_ops_available() -> bool:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError, StateError
+from ..kernels._extension_build import cpu_ops_available
 from ..kernels.synapse import outer_accumulate_
 from ..kernels.traces import filtered_input_step
 from .base import GradientRule, PairView, RuleState, conv_geometry, pair_seed
@@ -24,6 +25,17 @@ def decolle_surrogate(centred: Tensor) -> Tensor:
         tensor([1.0000, 0.2500, 0.2500])
     """
     return torch.reciprocal((10.0 * centred.abs() + 1.0) ** 2)
+
+
+def _compiled_applies(spikes: Tensor, readout: Tensor) -> bool:
+    """Whether the readout work runs through the C++ ops of ``cuda/decolle.cpp``: CPU tensors,
+    float32 / float64, and the library built (else the torch ops, the fallback and oracle)."""
+    return (
+        spikes.device.type == "cpu"
+        and spikes.dtype in (torch.float32, torch.float64)
+        and readout.dtype == spikes.dtype
+        and cpu_ops_available()
+    )
 
 
 @dataclass(frozen=True)
@@ -50,8 +62,15 @@ class DECOLLE(GradientRule):
           ``handle.reset()``) carry no learning signal.
         * Timing: ``P[t]`` includes the input of step t; the readout sees the spikes of t.
         * Sign: ``.grad`` receives ``+dL/dW`` (times the AMP scale with a GradScaler).
-        * Prediction: per layer, ``argmax sigmoid(r)`` per step after burn-in, majority vote
-          over time (``handle.predictions()``).
+        * Prediction: per layer, ``argmax r`` (that of ``sigmoid(r)`` without its float
+          saturation) per step after burn-in, majority vote over time
+          (``handle.predictions()``).
+        * Computation: on CPU (float32 / float64) the readout's error, the dropout and the
+          surrogate run in one C++ pass per layer and step (``cuda/decolle.cpp``; its dropout
+          masks come from a generator seeded by torch's, so ``torch.manual_seed`` fixes them,
+          but they are not the masks ``torch.rand`` would give); set
+          ``PLASTICITY_PLUGINS_CPU_EXT=0`` for the torch ops, which give the same gradients
+          without dropout.
 
     Args:
         num_classes: size of the readouts.
@@ -130,22 +149,28 @@ class DECOLLE(GradientRule):
             state["synaptic_eligibility"] = synaptic
         # Kept until learn() consumes them.
         state["pending_eligibility"] = pending
-        state["pending_psi"] = (
-            view.neuron.psi
-            if self.surrogate == "framework"
-            else decolle_surrogate(view.neuron.u - spec.threshold)
+        # what the surrogate derivative is computed from when the learning signal arrives:
+        # psi itself, or the membrane for DECOLLE's own surrogate
+        state["pending_surrogate"] = (
+            view.neuron.psi if self.surrogate == "framework" else view.neuron.u
         )
         spikes = view.neuron.s
         start = self._first_counted(view)
         if start < view.steps:
-            scores = spikes[start:].flatten(2) @ self.readout(view, state, spikes).T
-            winners = torch.sigmoid(scores).argmax(-1)  # [steps counted, B]
             votes = state.get("votes")
             if votes is None:
                 votes = spikes.new_zeros(spikes.shape[1], self.num_classes)
                 state["votes"] = votes
-            ones = torch.ones((), dtype=votes.dtype, device=votes.device).expand(winners.T.shape)
-            votes.scatter_add_(1, winners.T, ones)
+            counted = spikes[start:].flatten(2)  # [steps counted, B, N]
+            readout = self.readout(view, state, spikes)
+            if _compiled_applies(counted, readout):
+                torch.ops.plasticity_plugins_cpu.decolle_votes_(
+                    votes, counted.flatten(0, 1), readout
+                )
+            else:
+                winners = (counted @ readout.T).argmax(-1)  # [steps counted, B]
+                ones = torch.ones((), dtype=votes.dtype, device=votes.device)
+                votes.scatter_add_(1, winners.T, ones.expand(winners.T.shape))
 
     def _first_counted(self, view: PairView) -> int:
         """Index, within this call, of the first step after burn-in (``steps``: none)."""
@@ -210,6 +235,25 @@ class DECOLLE(GradientRule):
             return None
         readout = self.readout(view, state, spikes)
         flat = spikes.reshape(steps, batch, -1)[start:]
+        if _compiled_applies(flat, readout):
+            # the readout's error, dropout and surrogate in one pass (cuda/decolle.cpp); the
+            # result is dL/ds times the surrogate, so learn() applies no surrogate again
+            surrogate = state.pop("pending_surrogate")
+            post = torch.ops.plasticity_plugins_cpu.decolle_learning_signal(
+                flat.flatten(0, 1),
+                surrogate.reshape(steps, batch, -1)[start:].flatten(0, 1),
+                view.spec.threshold,
+                self.surrogate == "framework",
+                readout,
+                target.to(device=flat.device, dtype=torch.int64),
+                self.dropout,
+                1.0 / (batch * self.num_classes),
+            )
+            if start == 0:
+                return post.reshape(spikes.shape)
+            delta = spikes.new_zeros(steps, batch, flat.shape[-1])
+            delta[start:] = post.reshape(flat.shape)
+            return delta.reshape(spikes.shape)
         if self.dropout > 0:
             keep = torch.rand_like(flat).ge_(self.dropout).div_(1 - self.dropout)
             scores = (flat * keep) @ readout.T
@@ -229,7 +273,12 @@ class DECOLLE(GradientRule):
     def learn(self, view: PairView, state: RuleState, delta: Tensor) -> Tensor | None:
         """Add ``(delta * SG) (x) P`` to the weight grad and ``delta * SG`` to the bias grad; the
         call's eligibility is released afterwards."""
-        post = view.to_synapse_output(delta * state.pop("pending_psi"))
+        surrogate = state.pop("pending_surrogate", None)
+        if surrogate is not None:  # the torch path's delta is dL/ds: times the surrogate here
+            if self.surrogate == "decolle":
+                surrogate = decolle_surrogate(surrogate - view.spec.threshold)
+            delta = delta * surrogate
+        post = view.to_synapse_output(delta)
         eligibility = state.pop("pending_eligibility")
         rows = post.shape[0] * post.shape[1]
         weight = view.synapse.weight
