@@ -226,7 +226,8 @@ class DECOLLE(GradientRule):
     def local_delta(
         self, view: PairView, state: RuleState, spikes: Tensor, target: Tensor
     ) -> Tensor | None:
-        """``dL_l/ds`` of the local readout loss for this call's steps (None during burn-in)."""
+        """``dL_l/ds`` of the local readout loss for this call's steps (None during burn-in);
+        through the C++ op (CPU), ``dL_l/ds`` already times the surrogate (see :meth:`learn`)."""
         steps, batch = spikes.shape[:2]
         self._check_target(view, target, batch)
         onehot = self._onehot(view, target, spikes)
@@ -238,7 +239,7 @@ class DECOLLE(GradientRule):
         if _compiled_applies(flat, readout):
             # the readout's error, dropout and surrogate in one pass (cuda/decolle.cpp); the
             # result is dL/ds times the surrogate, so learn() applies no surrogate again
-            surrogate = state.pop("pending_surrogate")
+            surrogate = state["pending_surrogate"]
             post = torch.ops.plasticity_plugins_cpu.decolle_learning_signal(
                 flat.flatten(0, 1),
                 surrogate.reshape(steps, batch, -1)[start:].flatten(0, 1),
@@ -271,10 +272,12 @@ class DECOLLE(GradientRule):
         return delta.reshape(spikes.shape)
 
     def learn(self, view: PairView, state: RuleState, delta: Tensor) -> Tensor | None:
-        """Add ``(delta * SG) (x) P`` to the weight grad and ``delta * SG`` to the bias grad; the
-        call's eligibility is released afterwards."""
-        surrogate = state.pop("pending_surrogate", None)
-        if surrogate is not None:  # the torch path's delta is dL/ds: times the surrogate here
+        """Add ``(delta * SG) (x) P`` to the weight grad and ``delta * SG`` to the bias grad (SG
+        not applied again to a delta from the C++ op); the call's eligibility and surrogate are
+        released afterwards."""
+        surrogate = state.pop("pending_surrogate")
+        if not _compiled_applies(delta, state["readout"]):
+            # the torch path's delta is dL/ds (the C++ op's has the surrogate applied)
             if self.surrogate == "decolle":
                 surrogate = decolle_surrogate(surrogate - view.spec.threshold)
             delta = delta * surrogate
