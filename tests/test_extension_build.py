@@ -39,3 +39,25 @@ def test_build_failure_warns_once_and_the_switch_skips_the_build(
     monkeypatch.setenv(f"PLASTICITY_PLUGINS_{device}_EXT", "0")
     assert load(f"plasticity_plugins_test_other_{device.lower()}", sources) is False
     assert calls == [broken]
+
+
+def test_a_first_build_says_why_the_caller_waits(monkeypatch, tmp_path, capsys):
+    """A library torch's extension cache does not hold yet is announced on stderr before the
+    (up to a minute) build; one the cache holds is loaded without a word."""
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    built = []
+
+    def build(name: str, sources: list[str], **kwargs: object) -> str:
+        library = _extension_build.cpu_library_name(name)
+        directory = tmp_path / library
+        directory.mkdir(exist_ok=True)
+        (directory / f"{library}.so").touch()
+        built.append(name)
+        return str(directory / f"{library}.so")
+
+    monkeypatch.setattr(_extension_build, "build_cpu_library", build)
+    load = _extension_build._load_cached.__wrapped__  # without the per-process memo
+    assert load("plasticity_plugins_test_notice", ("k_winners.cpp",), "CPU")
+    assert "compiling the CPU kernels" in capsys.readouterr().err
+    assert load("plasticity_plugins_test_notice", ("k_winners.cpp",), "CPU")
+    assert capsys.readouterr().err == "" and len(built) == 2

@@ -87,7 +87,8 @@ class CompareConfig:
     def quick(cls, **overrides: Any) -> CompareConfig:
         """The ``--quick`` settings: 1000 / 500 samples, T = 10, 784-128-10, 2 epochs, Adam 5e-3.
 
-        About 40 s for every rule and framework on 2 CPU cores (36 s measured in a fresh venv).
+        About 40 s for every rule and framework on 2 CPU cores (36-42 s measured in a fresh
+        venv), plus about 40 s once for compiling the C++ CPU kernels on first use.
         """
         settings: dict[str, Any] = {
             "epochs": 2,

@@ -224,9 +224,29 @@ def _cpp_extension(quiet: bool) -> types.ModuleType:
     return cpp_extension
 
 
+def _built_before(library: str) -> bool:
+    """Whether torch's extension cache holds a build of ``library`` already (True when that
+    cannot be told)."""
+    try:
+        directory = _cpp_extension(quiet=True)._get_build_directory(library, verbose=False)
+    except Exception:  # a private torch helper: without it, no notice
+        return True
+    built = Path(directory).glob(f"{library}*")
+    return any(path.suffix in (".so", ".pyd", ".dylib") for path in built)
+
+
 @functools.cache
 def _load_cached(name: str, sources: tuple[str, ...], device: str) -> bool:
     build = build_cuda_library if device == "CUDA" else build_cpu_library
+    library = name if device == "CUDA" else cpu_library_name(name)
+    if not _built_before(library):
+        # the first build stalls the caller for up to a minute: say why
+        print(
+            f"plasticity_plugins: compiling the {device} kernels ({library}) on first use; "
+            "torch caches the build (up to a minute, once)",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         build(name, list(sources))
     except Exception as exc:  # any build/link/load failure means: use the torch fallback
