@@ -31,6 +31,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <limits>
 #include <tuple>
@@ -47,6 +48,7 @@ constexpr int64_t kLanes = 8;  // the side of a transposed square
 // over kBlockRows rows fit in eight vector registers
 constexpr int64_t kBlockRows = 64;
 constexpr int64_t kBlockColumns = 512;
+constexpr int64_t kChunk = 64;  // causal sums: columns per pass over a block's rows
 // above this fraction of spikes in its spike factor, a term is computed as a dense product
 // (measured crossover on an AVX2 CPU: 20-30 %)
 constexpr double kDenseFraction = 0.2;
@@ -234,18 +236,24 @@ void run(scalar_t* acc, const scalar_t* pre, const scalar_t* pre_trace, const sc
   const bool any_anti = anti && !pre_by_column.entries.empty();
 
   // work item: a block of kBlockRows x kBlockColumns entries of acc (it stays in cache)
-  at::parallel_for(0, row_blocks * column_blocks, 1, [&](int64_t begin, int64_t end) {
+  const int64_t items = row_blocks * column_blocks;
+  std::atomic<int64_t> next_item{0};  // items are taken in turn: blocks differ in their spikes
+  at::parallel_for(0, std::min<int64_t>(items, at::get_num_threads()), 1, [&](int64_t, int64_t) {
     alignas(64) scalar_t sums[kLanes * kBlockRows];  // [column][row] for kLanes columns
     alignas(64) scalar_t block[kLanes * kLanes];
-    for (int64_t item = begin; item < end; ++item) {
+    for (int64_t item = next_item++; item < items; item = next_item++) {
       const int64_t k = item / column_blocks;
       const int64_t first_row = k * kBlockRows, rows = std::min(kBlockRows, out - first_row);
       const int64_t first_column = (item % column_blocks) * block_columns;
       const int64_t last_column = std::min(in, first_column + block_columns);
       scalar_t* target = acc + first_row * in;
-      for (int64_t r = 0; r < rows && causal; ++r)
-        add_row_sums(post_by_row.begin(first_row + r), post_by_row.end(first_row + r),
-                     pre_trace, in, first_column, last_column, target + r * in);
+      // column chunks outside, rows inside: a chunk of every sample's pre trace stays in L1
+      for (int64_t chunk = first_column; causal && chunk < last_column; chunk += kChunk) {
+        const int64_t chunk_end = std::min(chunk + kChunk, last_column);
+        for (int64_t r = 0; r < rows; ++r)
+          add_row_sums(post_by_row.begin(first_row + r), post_by_row.end(first_row + r),
+                       pre_trace, in, chunk, chunk_end, target + r * in);
+      }
       for (int64_t column = first_column; any_anti && column < last_column; column += kLanes) {
         const int64_t columns = std::min(kLanes, last_column - column);
         for (int64_t c = 0; c < kLanes; ++c) {
