@@ -3,7 +3,9 @@ the environment switches skip the build."""
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +63,16 @@ def test_a_first_build_says_why_the_caller_waits(monkeypatch, tmp_path, capsys):
     assert "compiling the CPU kernels" in capsys.readouterr().err
     assert load("plasticity_plugins_test_notice", ("k_winners.cpp",), "CPU")
     assert capsys.readouterr().err == "" and len(built) == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenMP build on Linux only")
+def test_the_cpu_library_runs_its_loops_on_torchs_threads(cpp_kernels):
+    """``at::parallel_for`` in the CPU kernels is an OpenMP parallel region only when the library
+    is compiled with OpenMP (else a serial loop, which no result would reveal): the loaded
+    library calls libgomp's ``GOMP_parallel``."""
+    library = _extension_build.cpu_library_name(_extension_build.CPU_LIBRARY)
+    with open("/proc/self/maps") as maps:
+        mapped = {Path(line.split()[-1]) for line in maps if library in line}
+    paths = {p for p in mapped if p.name.startswith(library) and p.suffix == ".so"}
+    assert len(paths) == 1, mapped  # torch names a rebuild in the same process NAME_v1.so
+    assert b"GOMP_parallel" in Path(paths.pop()).read_bytes()
