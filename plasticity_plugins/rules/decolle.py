@@ -240,7 +240,7 @@ class DECOLLE(GradientRule):
             # the readout's error, dropout and surrogate in one pass (cuda/decolle.cpp); the
             # result is dL/ds times the surrogate, so learn() applies no surrogate again
             surrogate = state["pending_surrogate"]
-            post = torch.ops.plasticity_plugins_cpu.decolle_learning_signal(
+            back = torch.ops.plasticity_plugins_cpu.decolle_learning_signal(
                 flat.flatten(0, 1),
                 surrogate.reshape(steps, batch, -1)[start:].flatten(0, 1),
                 view.spec.threshold,
@@ -249,22 +249,19 @@ class DECOLLE(GradientRule):
                 target.to(device=flat.device, dtype=torch.int64),
                 self.dropout,
                 1.0 / (batch * self.num_classes),
-            )
-            if start == 0:
-                return post.reshape(spikes.shape)
-            delta = spikes.new_zeros(steps, batch, flat.shape[-1])
-            delta[start:] = post.reshape(flat.shape)
-            return delta.reshape(spikes.shape)
-        if self.dropout > 0:
-            keep = torch.rand_like(flat).ge_(self.dropout).div_(1 - self.dropout)
-            scores = (flat * keep) @ readout.T
+            ).reshape(flat.shape)
         else:
-            scores = flat @ readout.T
-        # SmoothL1 (beta 1) averaged over batch and classes: its derivative is the clamped error.
-        error = (scores - onehot).clamp_(-1.0, 1.0).div_(batch * self.num_classes)
-        back = error @ readout
-        if self.dropout > 0:
-            back.mul_(keep)
+            if self.dropout > 0:
+                keep = torch.rand_like(flat).ge_(self.dropout).div_(1 - self.dropout)
+                scores = (flat * keep) @ readout.T
+            else:
+                scores = flat @ readout.T
+            # SmoothL1 (beta 1) averaged over batch and classes: its derivative is the clamped
+            # error.
+            error = (scores - onehot).clamp_(-1.0, 1.0).div_(batch * self.num_classes)
+            back = error @ readout
+            if self.dropout > 0:
+                back.mul_(keep)
         if start == 0:
             return back.reshape(spikes.shape)
         delta = torch.zeros(steps, batch, flat.shape[-1], dtype=spikes.dtype, device=spikes.device)
