@@ -41,11 +41,12 @@
 #include <type_traits>
 #include <vector>
 
-#include "sparse_rows.h"
+#include "stdp_cpu.h"
 
 namespace {
 
 using plasticity_plugins_cpu_detail::nonzeros;
+using plasticity_plugins_cpu_detail::trace_step;
 
 constexpr int64_t kLanes = 8;  // a kernel row is summed in eight lanes
 
@@ -174,7 +175,6 @@ void sample_step(const Geometry& g, const RowShifts& shifts, const scalar_t* pre
   for (int64_t o = 0; o < g.out_channels; ++o) {
     const scalar_t* spikes = post + o * out_plane;
     const scalar_t* old = trace_old + o * out_plane;
-    scalar_t* updated = trace_new == nullptr ? nullptr : trace_new + o * out_plane;
     scalar_t* causal_rows = causal + o * rows * kLanes;
     scalar_t* anti_rows = anti + o * rows * kLanes;
 
@@ -198,16 +198,9 @@ void sample_step(const Geometry& g, const RowShifts& shifts, const scalar_t* pre
       }
     }
 
-    if (trace_new == nullptr) continue;
-    const scalar_t* fired = trace_spikes + o * out_plane;
-    if (nearest) {
-#pragma omp simd
-      for (int64_t p = 0; p < out_plane; ++p)
-        updated[p] = fired[p] != scalar_t(0) ? fired[p] : decay * old[p];
-    } else {
-#pragma omp simd
-      for (int64_t p = 0; p < out_plane; ++p) updated[p] = decay * old[p] + fired[p];
-    }
+    if (trace_new != nullptr)
+      trace_step(old, trace_spikes + o * out_plane, out_plane, decay, nearest,
+                 trace_new + o * out_plane);
   }
 }
 

@@ -37,11 +37,12 @@
 #include <tuple>
 #include <vector>
 
-#include "sparse_rows.h"
+#include "stdp_cpu.h"
 
 namespace {
 
 using plasticity_plugins_cpu_detail::nonzeros;
+using plasticity_plugins_cpu_detail::trace_step;
 
 constexpr int64_t kLanes = 8;  // the side of a transposed square
 // a work item: at most kBlockRows x kBlockColumns entries of acc; a column's anti-causal sums
@@ -299,21 +300,6 @@ double spike_fraction(const at::Tensor& spikes) {
     count = count_nonzero(spikes.const_data_ptr<scalar_t>(), spikes.numel());
   });
   return static_cast<double>(count) / static_cast<double>(spikes.numel());
-}
-
-// out = decay * trace + spikes (all-to-all), or spikes where nonzero, else decay * trace
-// (nearest), over n entries.
-template <typename scalar_t>
-void trace_step(const scalar_t* trace, const scalar_t* spikes, int64_t n, scalar_t decay,
-                bool nearest, scalar_t* out) {
-  if (nearest) {
-#pragma omp simd
-    for (int64_t k = 0; k < n; ++k)
-      out[k] = spikes[k] != scalar_t(0) ? spikes[k] : decay * trace[k];
-  } else {
-#pragma omp simd
-    for (int64_t k = 0; k < n; ++k) out[k] = decay * trace[k] + spikes[k];
-  }
 }
 
 std::tuple<at::Tensor, at::Tensor> pair_stdp_linear_step_cpu(

@@ -1,4 +1,5 @@
-// The nonzero entries of a dense map, packed branch-free: shared by the CPU STDP kernels.
+// What the CPU STDP kernels share: the nonzero entries of a dense map packed branch-free, and
+// one step of a trace.
 #pragma once
 
 #if defined(__AVX2__)
@@ -75,5 +76,20 @@ inline int64_t nonzeros<float>(const float* map, int64_t rows, int64_t cols, int
   return count;
 }
 #endif
+
+// out = decay * trace + spikes (all-to-all), or spikes where nonzero, else decay * trace
+// (nearest), over n entries.
+template <typename scalar_t>
+inline void trace_step(const scalar_t* trace, const scalar_t* spikes, int64_t n, scalar_t decay,
+                       bool nearest, scalar_t* out) {
+  if (nearest) {
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k)
+      out[k] = spikes[k] != scalar_t(0) ? spikes[k] : decay * trace[k];
+  } else {
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) out[k] = decay * trace[k] + spikes[k];
+  }
+}
 
 }  // namespace plasticity_plugins_cpu_detail
