@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError, StateError
-from ..kernels.synapse import outer_accumulate_
+from ..kernels.synapse import outer_accumulate_, stacked_rows
 from ..kernels.traces import trace_sequence
 from .base import GradientRule, PairView, RuleState, conv_geometry, pair_seed
 
@@ -192,8 +192,9 @@ class STLLR(GradientRule):
     def learn(self, view: PairView, state: RuleState, delta: Tensor) -> Tensor | None:
         """Accumulate ``delta (x) e`` into the weight's and ``delta * psi`` into the bias's grad.
 
-        Two outer-product GEMMs (or weight-gradient convolutions) straight into the
-        accumulator, one per term of ``e`` (a term whose factor is 0 is skipped); the call's
+        Straight into the accumulator: a Linear synapse's two terms of ``e`` as one GEMM
+        over both terms' rows stacked (one pass over the accumulator), a convolution's as one
+        weight-gradient convolution per term; a term whose factor is 0 is skipped. The call's
         eligibility factors are released afterwards.
         """
         delta = self._signal_mask(view, delta)
@@ -215,24 +216,29 @@ class STLLR(GradientRule):
         factor = view.sink.gradient_factor * gain
         geometry = conv_geometry(view.synapse)
         accumulator = view.sink.accumulator(weight)
+        terms = []  # (post factor, pre factor, amplitude) of each term of e that is not 0
         if self.alpha_pre != 0.0:
-            outer_accumulate_(
-                accumulator,
-                causal.reshape(post_shape),
-                pre_traces.reshape(pre_shape),
-                factor * self.alpha_pre,
-                geometry,
-            )
+            terms.append((causal, pre_traces, self.alpha_pre))
         if self.alpha_post != 0.0:
             noncausal = view.to_synapse_output(delta * post_before)
             alpha_post = self.alpha_post * (self.lambda_post if self.paper_post_trace else 1.0)
-            outer_accumulate_(
-                accumulator,
-                noncausal.reshape(post_shape),
-                x.reshape(pre_shape),
-                factor * alpha_post,
-                geometry,
-            )
+            terms.append((noncausal, x, alpha_post))
+        if geometry is None and len(terms) == 2:
+            # Linear: both terms stacked along the sample axis, one GEMM: one pass over the
+            # accumulator instead of two (it is larger than the cache; the stacking copies
+            # only the small factors)
+            post = stacked_rows([t[0] for t in terms], [t[2] for t in terms])
+            pre = stacked_rows([t[1] for t in terms], [1.0, 1.0])
+            outer_accumulate_(accumulator, post, pre, factor, geometry)
+        else:
+            for post_factor, pre_factor, amplitude in terms:
+                outer_accumulate_(
+                    accumulator,
+                    post_factor.reshape(post_shape),
+                    pre_factor.reshape(pre_shape),
+                    factor * amplitude,
+                    geometry,
+                )
         bias = getattr(view.synapse, "bias", None)
         if isinstance(bias, Tensor):
             reduce_dims = [0, 1, *range(3, causal.dim())]
