@@ -34,7 +34,6 @@ SpikingJelly fires at ``u >= threshold`` (``fire_on_equal=True``).
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -364,9 +363,12 @@ class SpikingJellyNeuronAdapter(NeuronAdapter):
         if call.multi and getattr(module, "store_v_seq", False):
             v_seq = getattr(module, "v_seq", None)
 
-        @functools.cache
-        def membrane() -> Tensor:
-            return self._membrane(call, spikes, v_seq)
+        computed: list[Tensor] = []
+
+        def membrane() -> Tensor:  # once: a mask function and the observation may both read it
+            if not computed:
+                computed.append(self._membrane(call, spikes, v_seq))
+            return computed[0]
 
         mask = self.mask_for(spikes, membrane)
         result = spikes if mask is None else spikes * mask
