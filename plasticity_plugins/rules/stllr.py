@@ -192,9 +192,9 @@ class STLLR(GradientRule):
     def learn(self, view: PairView, state: RuleState, delta: Tensor) -> Tensor | None:
         """Accumulate ``delta (x) e`` into the weight's and ``delta * psi`` into the bias's grad.
 
-        Straight into the accumulator: a Linear synapse's two terms of ``e`` as one GEMM
-        over both terms' rows stacked (one pass over the accumulator), a convolution's as one
-        weight-gradient convolution per term; a term whose factor is 0 is skipped. The call's
+        Straight into the accumulator: one step of a Linear synapse's two terms of ``e`` as one
+        GEMM over both terms' rows stacked (one pass over the accumulator), otherwise one GEMM
+        or weight-gradient convolution per term; a term whose factor is 0 is skipped. The call's
         eligibility factors are released afterwards.
         """
         delta = self._signal_mask(view, delta)
@@ -223,10 +223,11 @@ class STLLR(GradientRule):
             noncausal = view.to_synapse_output(delta * post_before)
             alpha_post = self.alpha_post * (self.lambda_post if self.paper_post_trace else 1.0)
             terms.append((noncausal, x, alpha_post))
-        if geometry is None and len(terms) == 2:
-            # Linear: both terms stacked along the sample axis, one GEMM: one pass over the
-            # accumulator instead of two (it is larger than the cache; the stacking copies
-            # only the small factors)
+        if geometry is None and len(terms) == 2 and steps == 1:
+            # One step of a Linear synapse: both terms stacked along the sample axis, one GEMM,
+            # one pass over the accumulator instead of two (it is larger than the cache; the
+            # copies are of one step's small factors). A multi-step call's products are long
+            # enough for that pass not to matter, and its stacked copies would cost O(T) memory.
             post = stacked_rows([t[0] for t in terms], [t[2] for t in terms])
             pre = stacked_rows([t[1] for t in terms], [1.0, 1.0])
             outer_accumulate_(accumulator, post, pre, factor, geometry)
