@@ -14,9 +14,11 @@
 // kBlockColumns columns that stay in cache (threads own whole blocks: no reduction). In a block,
 // each row's causal sum (its post spikes' pre_trace rows) is built in vector registers and added
 // once; the anti-causal sums are built a column at a time (its pre spikes' post_trace slices,
-// kBlockRows entries in registers), eight columns are transposed in 8 x 8 squares and added to
-// the rows. A term whose spike factor has more than kDenseFraction nonzero entries is one dense
-// product instead (at::addmm_), which is faster there.
+// kBlockRows entries in registers) for a chunk of kChunk columns, then transposed in 8 x 8
+// squares and added eight rows at a time along the chunk (whole cache lines of acc at once, also
+// when its rows are a power of two apart and share cache sets). A term whose spike factor has
+// more than kDenseFraction nonzero entries is one dense product instead (at::addmm_), which is
+// faster there.
 //
 // Loaded as a plain shared library (no pybind11 module), reached through torch.ops.
 #include <ATen/Dispatch.h>
@@ -49,7 +51,7 @@ constexpr int64_t kLanes = 8;  // the side of a transposed square
 // over kBlockRows rows fit in eight vector registers
 constexpr int64_t kBlockRows = 64;
 constexpr int64_t kBlockColumns = 512;
-constexpr int64_t kChunk = 64;  // causal sums: columns per pass over a block's rows
+constexpr int64_t kChunk = 64;  // columns per pass over a block's rows (both terms)
 // above this fraction of spikes in its spike factor, a term is computed as a dense product
 // (measured crossover on an AVX2 CPU: 20-30 %)
 constexpr double kDenseFraction = 0.2;
@@ -150,7 +152,7 @@ void column_sums<float>(const Entry<float>* begin, const Entry<float>* end, cons
     for (int r = 0; r < 8; ++r)
       total[r] = _mm256_fmadd_ps(v, _mm256_loadu_ps(from + 8 * r), total[r]);
   }
-  for (int r = 0; r < 8; ++r) _mm256_store_ps(sums + 8 * r, total[r]);
+  for (int r = 0; r < 8; ++r) _mm256_storeu_ps(sums + 8 * r, total[r]);
 }
 #endif
 
@@ -240,8 +242,9 @@ void run(scalar_t* acc, const scalar_t* pre, const scalar_t* pre_trace, const sc
   const int64_t items = row_blocks * column_blocks;
   std::atomic<int64_t> next_item{0};  // items are taken in turn: blocks differ in their spikes
   at::parallel_for(0, std::min<int64_t>(items, at::get_num_threads()), 1, [&](int64_t, int64_t) {
-    alignas(64) scalar_t sums[kLanes * kBlockRows];  // [column][row] for kLanes columns
     alignas(64) scalar_t block[kLanes * kLanes];
+    alignas(64) scalar_t sums[kChunk * kBlockRows];  // a chunk's anti-causal sums, [column][row]
+    bool group_used[kChunk / kLanes];
     for (int64_t item = next_item++; item < items; item = next_item++) {
       const int64_t k = item / column_blocks;
       const int64_t first_row = k * kBlockRows, rows = std::min(kBlockRows, out - first_row);
@@ -255,28 +258,44 @@ void run(scalar_t* acc, const scalar_t* pre, const scalar_t* pre_trace, const sc
           add_row_sums(post_by_row.begin(first_row + r), post_by_row.end(first_row + r),
                        pre_trace, in, chunk, chunk_end, target + r * in);
       }
-      for (int64_t column = first_column; any_anti && column < last_column; column += kLanes) {
-        const int64_t columns = std::min(kLanes, last_column - column);
-        for (int64_t c = 0; c < kLanes; ++c) {
-          if (c < columns)
-            column_sums(pre_by_column.begin(column + c), pre_by_column.end(column + c),
-                        post_trace_rows.data + first_row, post_trace_rows.stride,
-                        sums + c * kBlockRows);
-          else
-            std::fill(sums + c * kBlockRows, sums + (c + 1) * kBlockRows, scalar_t(0));
+      // anti-causal: a chunk of kChunk columns at a time, its sums first (they stay in L1), then
+      // added eight rows at a time along the chunk: a row's chunk is whole cache lines, used at
+      // once (acc rows a power of two apart share cache sets: adding eight columns to every row
+      // of the block before moving on would evict each line before its other half is added)
+      for (int64_t chunk = first_column; any_anti && chunk < last_column; chunk += kChunk) {
+        const int64_t chunk_end = std::min(chunk + kChunk, last_column);
+        const int64_t groups = (chunk_end - chunk + kLanes - 1) / kLanes;
+        for (int64_t g = 0; g < groups; ++g) {
+          group_used[g] = false;
+          for (int64_t c = g * kLanes; c < (g + 1) * kLanes; ++c) {
+            scalar_t* column_sum = sums + c * kBlockRows;
+            const int64_t column = chunk + c;
+            if (column < last_column && pre_by_column.begin(column) != pre_by_column.end(column)) {
+              column_sums(pre_by_column.begin(column), pre_by_column.end(column),
+                          post_trace_rows.data + first_row, post_trace_rows.stride, column_sum);
+              group_used[g] = true;
+            } else {
+              std::fill(column_sum, column_sum + kBlockRows, scalar_t(0));
+            }
+          }
         }
         for (int64_t row = 0; row < rows; row += kLanes) {
-          transpose_block(sums + row, block);
-          scalar_t* into = target + row * in + column;
           const int64_t block_rows = std::min(kLanes, rows - row);
-          if (block_rows == kLanes && columns == kLanes) {
-            for (int64_t r = 0; r < kLanes; ++r) {
+          for (int64_t g = 0; g < groups; ++g) {
+            if (!group_used[g]) continue;
+            const int64_t column = chunk + g * kLanes;
+            const int64_t columns = std::min(kLanes, last_column - column);
+            transpose_block(sums + g * kLanes * kBlockRows + row, block);
+            scalar_t* into = target + row * in + column;
+            if (block_rows == kLanes && columns == kLanes) {
+              for (int64_t r = 0; r < kLanes; ++r) {
 #pragma omp simd
-              for (int64_t c = 0; c < kLanes; ++c) into[r * in + c] += block[r * kLanes + c];
+                for (int64_t c = 0; c < kLanes; ++c) into[r * in + c] += block[r * kLanes + c];
+              }
+            } else {
+              for (int64_t r = 0; r < block_rows; ++r)
+                for (int64_t c = 0; c < columns; ++c) into[r * in + c] += block[r * kLanes + c];
             }
-          } else {
-            for (int64_t r = 0; r < block_rows; ++r)
-              for (int64_t c = 0; c < columns; ++c) into[r * in + c] += block[r * kLanes + c];
           }
         }
       }

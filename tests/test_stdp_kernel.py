@@ -409,9 +409,17 @@ def test_compiled_conv2d_step_rejects_what_it_cannot_compute(cpp_kernels, change
         )
 
 
-# (batch, in, out): the Linear op works on blocks of 64 acc rows and transposes 8 x 8 squares;
-# sizes on, around and below those multiples
-COMPILED_LINEAR_CASES = [(3, 37, 13), (2, 8, 64), (4, 130, 65), (1, 1, 1), (5, 200, 129)]
+# (batch, in, out): the Linear op works on blocks of 64 acc rows and <= 512 columns, chunks of
+# 64 columns and transposes 8 x 8 squares; sizes on, around and below those multiples (1030:
+# three column blocks of 344, each ending in a partial chunk)
+COMPILED_LINEAR_CASES = [
+    (3, 37, 13),
+    (2, 8, 64),
+    (4, 130, 65),
+    (1, 1, 1),
+    (5, 200, 129),
+    (3, 1030, 70),
+]
 
 
 def _linear_step_args(batch, n_in, n_out, dtype, generator, pre_rate=0.3, post_rate=0.2):
