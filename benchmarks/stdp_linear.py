@@ -10,13 +10,17 @@ uniform in [0, 0.013) (``--weight-scale``), which makes the LIF neurons fire at 
 * SpikingJelly ``learning.STDPLearner`` (its own forward + its step, per time step),
 * Norse ``stdp_step_linear`` (the update alone, given pre and post spikes).
 
+``--kernel-shapes`` adds, for several layer shapes (power-of-two widths among them), the time
+of one step of the C++ kernel ``pair_stdp_linear_step_`` (both traces and both terms) against
+the two dense products and trace updates it replaces, 10 % spikes on both sides, in turns.
+
 The first three are timed in turns (bare, adapter, STDP, bare, ...: the best of ``--repeats``
 each), so their ratios hold while the load of a shared machine drifts. Prints the ratios the
 project targets: adapter overhead <= 1.15x the bare forward, our STDP's added
 cost <= 1x the bare forward, >= 30x faster than STDPLearner, faster than Norse's update.
 
     python benchmarks/stdp_linear.py [--steps 100] [--repeats 15] [--threads 2]
-                                      [--weight-scale 0.013]
+                                      [--weight-scale 0.013] [--kernel-shapes]
 """
 
 from __future__ import annotations
@@ -59,12 +63,56 @@ def stepper(net: nn.Module, reset: Callable[[], None]) -> Callable[[torch.Tensor
     return run
 
 
+KERNEL_SHAPES = ((784, 400), (512, 512), (1024, 256), (256, 1024), (500, 500))
+
+
+def kernel_vs_dense(n_in: int, n_out: int, repeats: int, steps: int = 50) -> dict[str, float]:
+    """ms per step of the Linear STDP kernel and of the dense products it replaces, in turns."""
+    step_op = torch.ops.plasticity_plugins_cpu.pair_stdp_linear_step_
+    pre = (torch.rand(steps, BATCH, n_in) < 0.1).float()
+    post = (torch.rand(steps, BATCH, n_out) < 0.1).float()
+    acc = torch.zeros(n_out, n_in)
+
+    def kernel(pre_seq: torch.Tensor) -> None:
+        pre_trace, post_trace = torch.zeros(BATCH, n_in), torch.zeros(BATCH, n_out)
+        for pre_t, post_t in zip(pre_seq, post, strict=False):
+            pre_trace, post_trace = step_op(
+                acc, pre_t, pre_trace, post_t, post_trace, 0.9, 0.9, False, 1.0, -1.0
+            )
+
+    def dense(pre_seq: torch.Tensor) -> None:
+        pre_trace, post_trace = torch.zeros(BATCH, n_in), torch.zeros(BATCH, n_out)
+        for pre_t, post_t in zip(pre_seq, post, strict=False):
+            pre_trace = pre_trace.mul(0.9).add_(pre_t)
+            acc.addmm_(post_t.T, pre_trace).addmm_(post_trace.T, pre_t, alpha=-0.9)
+            post_trace = post_trace.mul(0.9).add_(post_t)
+
+    return interleaved_ms({"kernel": (kernel, pre), "dense": (dense, pre)}, repeats, 5)
+
+
+def kernel_shapes(repeats: int) -> None:
+    """Print the kernel against the dense products for each of KERNEL_SHAPES."""
+    from plasticity_plugins.kernels._extension_build import cpu_ops_available
+
+    if not cpu_ops_available():
+        print("kernel shapes: the C++ CPU library is unavailable (no compiler?)")
+        return
+    print(f"one STDP step on a Linear synapse, batch {BATCH}, 10 % spikes, best of {repeats}:")
+    for n_in, n_out in KERNEL_SHAPES:
+        times = kernel_vs_dense(n_in, n_out, repeats)
+        print(
+            f"  {n_in:>5} -> {n_out:<5} kernel {times['kernel']:.3f} ms, two dense products "
+            f"{times['dense']:.3f} ms: {times['dense'] / times['kernel']:.2f}x faster"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weight-scale", type=float, default=0.013)
+    parser.add_argument("--kernel-shapes", action="store_true", help="kernel vs dense per shape")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -156,6 +204,8 @@ def main() -> None:
     print(f"  STDPLearner added cost / ours: {learner_added / ours_sj_added:.1f}x [>= 30]")
     norse_ms = rows["norse stdp_step_linear (update only)"]
     print(f"  Norse update / our added cost: {norse_ms / ours_sj_added:.1f}x [> 1]")
+    if args.kernel_shapes:
+        kernel_shapes(args.repeats)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,7 @@ def test_stdp_linear_benchmark_smoke():
     pytest.importorskip("snntorch")
     pytest.importorskip("spikingjelly")
     pytest.importorskip("norse")
-    out = run("benchmarks/stdp_linear.py", "--steps", "10", "--repeats", "1")
+    out = run("benchmarks/stdp_linear.py", "--steps", "10", "--repeats", "1", "--kernel-shapes")
     for ratio in ("adapter overhead", "STDP added cost", "STDPLearner added cost / ours"):
         assert re.search(rf"{ratio}[^\n]*[\d.]+x", out), out
+    assert len(re.findall(r"kernel [\d.]+ ms, two dense products [\d.]+ ms", out)) == 5, out
