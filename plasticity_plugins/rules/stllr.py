@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError, StateError
-from ..kernels.synapse import outer_accumulate_, stacked_rows
+from ..kernels.synapse import outer_accumulate_
 from ..kernels.traces import trace_sequence
 from .base import GradientRule, PairView, RuleState, conv_geometry, pair_seed
 
@@ -216,30 +216,33 @@ class STLLR(GradientRule):
         factor = view.sink.gradient_factor * gain
         geometry = conv_geometry(view.synapse)
         accumulator = view.sink.accumulator(weight)
-        terms = []  # (post factor, pre factor, amplitude) of each term of e that is not 0
-        if self.alpha_pre != 0.0:
-            terms.append((causal, pre_traces, self.alpha_pre))
-        if self.alpha_post != 0.0:
-            noncausal = view.to_synapse_output(delta * post_before)
-            alpha_post = self.alpha_post * (self.lambda_post if self.paper_post_trace else 1.0)
-            terms.append((noncausal, x, alpha_post))
-        if geometry is None and len(terms) == 2 and steps == 1:
+        alpha_post = self.alpha_post * (self.lambda_post if self.paper_post_trace else 1.0)
+        noncausal = view.to_synapse_output(delta * post_before) if self.alpha_post != 0.0 else None
+        if geometry is None and noncausal is not None and self.alpha_pre != 0.0 and steps == 1:
             # One step of a Linear synapse: both terms stacked along the sample axis, one GEMM,
             # one pass over the accumulator instead of two (it is larger than the cache; the
-            # copies are of one step's small factors). A multi-step call's products are long
-            # enough for that pass not to matter, and its stacked copies would cost O(T) memory.
-            post = stacked_rows([t[0] for t in terms], [t[2] for t in terms])
-            pre = stacked_rows([t[1] for t in terms], [1.0, 1.0])
-            outer_accumulate_(accumulator, post, pre, factor, geometry)
+            # copies are of one step's small factors; the terms' ratio goes on the fresh
+            # non-causal factor). A multi-step call's products are long enough for that pass
+            # not to matter, and its stacked copies would cost O(T) memory.
+            post = torch.cat(
+                [
+                    causal.reshape(post_shape),
+                    noncausal.reshape(post_shape).mul_(alpha_post / self.alpha_pre),
+                ]
+            )
+            pre = torch.cat([pre_traces.reshape(pre_shape), x.reshape(pre_shape)])
+            outer_accumulate_(accumulator, post, pre, factor * self.alpha_pre, geometry)
         else:
+            terms = [(causal, pre_traces, self.alpha_pre), (noncausal, x, alpha_post)]
             for post_factor, pre_factor, amplitude in terms:
-                outer_accumulate_(
-                    accumulator,
-                    post_factor.reshape(post_shape),
-                    pre_factor.reshape(pre_shape),
-                    factor * amplitude,
-                    geometry,
-                )
+                if post_factor is not None and amplitude != 0.0:
+                    outer_accumulate_(
+                        accumulator,
+                        post_factor.reshape(post_shape),
+                        pre_factor.reshape(pre_shape),
+                        factor * amplitude,
+                        geometry,
+                    )
         bias = getattr(view.synapse, "bias", None)
         if isinstance(bias, Tensor):
             reduce_dims = [0, 1, *range(3, causal.dim())]
