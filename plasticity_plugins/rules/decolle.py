@@ -226,8 +226,8 @@ class DECOLLE(GradientRule):
     def local_delta(
         self, view: PairView, state: RuleState, spikes: Tensor, target: Tensor
     ) -> Tensor | None:
-        """``dL_l/ds`` of the local readout loss for this call's steps (None during burn-in);
-        through the C++ op (CPU), ``dL_l/ds`` already times the surrogate (see :meth:`learn`)."""
+        """``dL_l/ds`` of the local readout loss for this call's steps times the surrogate
+        derivative at them (None during burn-in): the post-synaptic factor :meth:`learn` uses."""
         steps, batch = spikes.shape[:2]
         self._check_target(view, target, batch)
         onehot = self._onehot(view, target, spikes)
@@ -236,13 +236,12 @@ class DECOLLE(GradientRule):
             return None
         readout = self.readout(view, state, spikes)
         flat = spikes.reshape(steps, batch, -1)[start:]
+        surrogate = state["pending_surrogate"].reshape(steps, batch, -1)[start:]
         if _compiled_applies(flat, readout):
-            # the readout's error, dropout and surrogate in one pass (cuda/decolle.cpp); the
-            # result is dL/ds times the surrogate, so learn() applies no surrogate again
-            surrogate = state["pending_surrogate"]
+            # the readout's error, dropout and surrogate in one pass (cuda/decolle.cpp)
             back = torch.ops.plasticity_plugins_cpu.decolle_learning_signal(
                 flat.flatten(0, 1),
-                surrogate.reshape(steps, batch, -1)[start:].flatten(0, 1),
+                surrogate.flatten(0, 1),
                 view.spec.threshold,
                 self.surrogate == "framework",
                 readout,
@@ -262,22 +261,20 @@ class DECOLLE(GradientRule):
             back = error @ readout
             if self.dropout > 0:
                 back.mul_(keep)
+            if self.surrogate == "decolle":
+                surrogate = decolle_surrogate(surrogate - view.spec.threshold)
+            back = back * surrogate
         if start == 0:
             return back.reshape(spikes.shape)
-        delta = torch.zeros(steps, batch, flat.shape[-1], dtype=spikes.dtype, device=spikes.device)
+        delta = torch.zeros(steps, batch, flat.shape[-1], dtype=back.dtype, device=back.device)
         delta[start:] = back
         return delta.reshape(spikes.shape)
 
     def learn(self, view: PairView, state: RuleState, delta: Tensor) -> Tensor | None:
-        """Add ``(delta * SG) (x) P`` to the weight grad and ``delta * SG`` to the bias grad (SG
-        not applied again to a delta from the C++ op); the call's eligibility and surrogate are
-        released afterwards."""
-        surrogate = state.pop("pending_surrogate")
-        if not _compiled_applies(delta, state["readout"]):
-            # the torch path's delta is dL/ds (the C++ op's has the surrogate applied)
-            if self.surrogate == "decolle":
-                surrogate = decolle_surrogate(surrogate - view.spec.threshold)
-            delta = delta * surrogate
+        """Add ``delta (x) P`` to the weight grad and ``delta`` to the bias grad, ``delta`` being
+        :meth:`local_delta`'s ``dL/ds * SG``; the call's eligibility and surrogate are released
+        afterwards."""
+        del state["pending_surrogate"]
         post = view.to_synapse_output(delta)
         eligibility = state.pop("pending_eligibility")
         rows = post.shape[0] * post.shape[1]
