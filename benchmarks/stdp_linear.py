@@ -11,7 +11,7 @@ uniform in [0, 0.013) (``--weight-scale``), which makes the LIF neurons fire at 
 * Norse ``stdp_step_linear`` (the update alone, given pre and post spikes).
 
 ``--kernel-shapes`` adds, for several layer shapes (power-of-two widths among them), the time
-of one step of the C++ kernel ``pair_stdp_linear_step_`` (both traces and both terms) against
+of one step of the C++ kernel ``pair_stdp_linear_`` (both traces and both terms) against
 the two dense products and trace updates it replaces, 10 % spikes on both sides, in turns.
 
 The first three are timed in turns (bare, adapter, STDP, bare, ...: the best of ``--repeats``
@@ -68,7 +68,7 @@ KERNEL_SHAPES = ((784, 400), (512, 512), (1024, 256), (256, 1024), (500, 500))
 
 def kernel_vs_dense(n_in: int, n_out: int, repeats: int, steps: int = 50) -> dict[str, float]:
     """ms per step of the Linear STDP kernel and of the dense products it replaces, in turns."""
-    step_op = torch.ops.plasticity_plugins_cpu.pair_stdp_linear_step_
+    step_op = torch.ops.plasticity_plugins_cpu.pair_stdp_linear_
     pre = (torch.rand(steps, BATCH, n_in) < 0.1).float()
     post = (torch.rand(steps, BATCH, n_out) < 0.1).float()
     acc = torch.zeros(n_out, n_in)

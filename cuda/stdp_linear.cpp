@@ -1,12 +1,15 @@
-// One time step of pair STDP on a Linear synapse, CPU: registers
-// plasticity_plugins_cpu::pair_stdp_linear_step_, which returns the advanced traces
-// (pre_trace', post_trace') and adds into acc:
+// Pair STDP on a Linear synapse, CPU: registers plasticity_plugins_cpu::pair_stdp_linear_, which
+// takes one step (pre [B, in], post [B, out]) or a sequence of steps (pre [T, B, in], post
+// [T, B, out]), returns the traces after the last step (pre_trace', post_trace') and adds into
+// acc, at every step:
 //
 //   pre_trace' = pre_decay * pre_trace + pre      (nearest: pre where pre != 0)
 //   acc[i, j] += causal_scale * sum_b post[b, i] * pre_trace'[b, j]
 //              + anti_scale * sum_b post_trace[b, i] * pre[b, j]
 //   post_trace' = post_decay * post_trace + post  (nearest: post where post != 0)
 //
+// The steps of a sequence run here, one after the other: a rule hands over a whole call's
+// spikes at once, without a Python loop over its steps.
 // The two products of the torch path of plasticity_plugins/kernels/stdp.py (two addmm_: its
 // fallback and test oracle) in one pass over acc that visits only the nonzero entries of the spike
 // factors, post and pre. The nonzero spikes are listed by column (pre: its samples per input j)
@@ -321,19 +324,26 @@ double spike_fraction(const at::Tensor& spikes) {
   return static_cast<double>(count) / static_cast<double>(spikes.numel());
 }
 
-std::tuple<at::Tensor, at::Tensor> pair_stdp_linear_step_cpu(
+std::tuple<at::Tensor, at::Tensor> pair_stdp_linear_cpu(
     const at::Tensor& acc, const at::Tensor& pre, const at::Tensor& pre_trace,
     const at::Tensor& post, const at::Tensor& post_trace, double pre_decay, double post_decay,
     bool nearest, double causal_scale, double anti_scale) {
-  constexpr const char* name = "pair_stdp_linear_step_";
-  TORCH_CHECK(pre.dim() == 2 && post.dim() == 2, name, ": pre and post must be [B, n], got ",
+  constexpr const char* name = "pair_stdp_linear_";
+  TORCH_CHECK((pre.dim() == 2 || pre.dim() == 3) && post.dim() == pre.dim(), name,
+              ": pre and post must be [B, n] (one step) or [T, B, n] (a sequence), got ",
               pre.sizes(), " and ", post.sizes());
-  TORCH_CHECK(pre_trace.sizes() == pre.sizes() && post_trace.sizes() == post.sizes(), name,
-              ": each trace must have its spikes' shape");
-  TORCH_CHECK(pre.size(0) == post.size(0), name, ": batch sizes differ");
-  TORCH_CHECK(acc.dim() == 2 && acc.size(0) == post.size(1) && acc.size(1) == pre.size(1), name,
-              ": acc must be [out, in] = [", post.size(1), ", ", pre.size(1), "], got ",
-              acc.sizes());
+  const bool sequence = pre.dim() == 3;
+  const int64_t steps = sequence ? pre.size(0) : 1;
+  TORCH_CHECK(!sequence || post.size(0) == steps, name, ": pre has ", steps,
+              " steps but post has ", post.size(0));
+  const at::IntArrayRef pre_step = pre.sizes().slice(sequence ? 1 : 0);
+  const at::IntArrayRef post_step = post.sizes().slice(sequence ? 1 : 0);
+  TORCH_CHECK(pre_trace.sizes() == pre_step && post_trace.sizes() == post_step, name,
+              ": each trace must have the shape of one step of its spikes");
+  const int64_t batch = pre_step[0], in = pre_step[1], out = post_step[1];
+  TORCH_CHECK(post_step[0] == batch, name, ": batch sizes differ");
+  TORCH_CHECK(acc.dim() == 2 && acc.size(0) == out && acc.size(1) == in, name,
+              ": acc must be [out, in] = [", out, ", ", in, "], got ", acc.sizes());
   TORCH_CHECK(acc.is_contiguous(), name, ": acc must be contiguous");
   const auto dtype = acc.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, name,
@@ -342,45 +352,57 @@ std::tuple<at::Tensor, at::Tensor> pair_stdp_linear_step_cpu(
     TORCH_CHECK(t->scalar_type() == dtype, name, ": mixed dtypes");
     TORCH_CHECK(t->device().is_cpu(), name, ": CPU tensors only");
   }
-  TORCH_CHECK(pre.size(1) < std::numeric_limits<int32_t>::max() - kLanes &&
-                  post.size(1) < std::numeric_limits<int32_t>::max() - kLanes &&
-                  pre.size(0) < std::numeric_limits<int32_t>::max(),
+  TORCH_CHECK(in < std::numeric_limits<int32_t>::max() - kLanes &&
+                  out < std::numeric_limits<int32_t>::max() - kLanes &&
+                  batch < std::numeric_limits<int32_t>::max(),
               name, ": sizes beyond 32-bit positions");
-  const at::Tensor pre_c = pre.contiguous(), pre_trace_c = pre_trace.contiguous();
-  const at::Tensor post_c = post.contiguous(), post_trace_c = post_trace.contiguous();
-  at::Tensor new_pre_trace = at::empty(pre.sizes(), pre.options());
-  at::Tensor new_post_trace = at::empty(post.sizes(), post.options());
-  // a term whose spike factor is dense is one dense product (faster there than visiting spikes)
-  const bool dense_causal = causal_scale != 0 && spike_fraction(post_c) > kDenseFraction;
-  const bool dense_anti = anti_scale != 0 && spike_fraction(pre_c) > kDenseFraction;
-  AT_DISPATCH_FLOATING_TYPES(dtype, name, [&] {
-    trace_step(pre_trace_c.const_data_ptr<scalar_t>(), pre_c.const_data_ptr<scalar_t>(),
-               pre.numel(), static_cast<scalar_t>(pre_decay), nearest,
-               new_pre_trace.mutable_data_ptr<scalar_t>());
-    run<scalar_t>(acc.mutable_data_ptr<scalar_t>(), pre_c.const_data_ptr<scalar_t>(),
-                  new_pre_trace.const_data_ptr<scalar_t>(), post_c.const_data_ptr<scalar_t>(),
-                  post_trace_c.const_data_ptr<scalar_t>(), pre.size(0), pre.size(1),
-                  post.size(1), static_cast<scalar_t>(dense_causal ? 0.0 : causal_scale),
-                  static_cast<scalar_t>(dense_anti ? 0.0 : anti_scale));
-    trace_step(post_trace_c.const_data_ptr<scalar_t>(), post_c.const_data_ptr<scalar_t>(),
-               post.numel(), static_cast<scalar_t>(post_decay), nearest,
-               new_post_trace.mutable_data_ptr<scalar_t>());
-  });
-  at::Tensor target = acc;  // the products add into acc itself
-  if (dense_causal) target.addmm_(post_c.t(), new_pre_trace, 1.0, causal_scale);
-  if (dense_anti) target.addmm_(post_trace_c.t(), pre_c, 1.0, anti_scale);
-  return {new_pre_trace, new_post_trace};
+  const at::Tensor pre_c = pre.contiguous().view({steps, batch, in});
+  const at::Tensor post_c = post.contiguous().view({steps, batch, out});
+  // each step reads the traces of the step before and writes the other buffer of the pair
+  const at::Tensor pre_traces[2] = {at::empty({batch, in}, pre.options()),
+                                    at::empty({batch, in}, pre.options())};
+  const at::Tensor post_traces[2] = {at::empty({batch, out}, post.options()),
+                                     at::empty({batch, out}, post.options())};
+  at::Tensor pre_before = pre_trace.contiguous(), post_before = post_trace.contiguous();
+  if (steps == 0) return {pre_before.clone(), post_before.clone()};
+  at::Tensor target = acc;  // the dense products add into acc itself
+  for (int64_t t = 0; t < steps; ++t) {
+    const at::Tensor pre_t = pre_c[t], post_t = post_c[t];
+    const at::Tensor& pre_after = pre_traces[t % 2];
+    const at::Tensor& post_after = post_traces[t % 2];
+    // a term whose spike factor is dense is one dense product (faster there than visiting spikes)
+    const bool dense_causal = causal_scale != 0 && spike_fraction(post_t) > kDenseFraction;
+    const bool dense_anti = anti_scale != 0 && spike_fraction(pre_t) > kDenseFraction;
+    AT_DISPATCH_FLOATING_TYPES(dtype, name, [&] {
+      trace_step(pre_before.const_data_ptr<scalar_t>(), pre_t.const_data_ptr<scalar_t>(),
+                 batch * in, static_cast<scalar_t>(pre_decay), nearest,
+                 pre_after.mutable_data_ptr<scalar_t>());
+      run<scalar_t>(acc.mutable_data_ptr<scalar_t>(), pre_t.const_data_ptr<scalar_t>(),
+                    pre_after.const_data_ptr<scalar_t>(), post_t.const_data_ptr<scalar_t>(),
+                    post_before.const_data_ptr<scalar_t>(), batch, in, out,
+                    static_cast<scalar_t>(dense_causal ? 0.0 : causal_scale),
+                    static_cast<scalar_t>(dense_anti ? 0.0 : anti_scale));
+      trace_step(post_before.const_data_ptr<scalar_t>(), post_t.const_data_ptr<scalar_t>(),
+                 batch * out, static_cast<scalar_t>(post_decay), nearest,
+                 post_after.mutable_data_ptr<scalar_t>());
+    });
+    if (dense_causal) target.addmm_(post_t.t(), pre_after, 1.0, causal_scale);
+    if (dense_anti) target.addmm_(post_before.t(), pre_t, 1.0, anti_scale);
+    pre_before = pre_after;
+    post_before = post_after;
+  }
+  return {pre_before, post_before};
 }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(plasticity_plugins_cpu, m) {
   m.def(
-      "pair_stdp_linear_step_(Tensor(a!) acc, Tensor pre, Tensor pre_trace, Tensor post, "
+      "pair_stdp_linear_(Tensor(a!) acc, Tensor pre, Tensor pre_trace, Tensor post, "
       "Tensor post_trace, float pre_decay, float post_decay, bool nearest, float causal_scale, "
       "float anti_scale) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(plasticity_plugins_cpu, CPU, m) {
-  m.impl("pair_stdp_linear_step_", &pair_stdp_linear_step_cpu);
+  m.impl("pair_stdp_linear_", &pair_stdp_linear_cpu);
 }

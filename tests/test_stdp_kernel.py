@@ -388,6 +388,30 @@ def test_compiled_conv2d_step_is_the_same_on_several_threads(cpp_kernels):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("steps", [0, 1, 5])
+def test_compiled_linear_sequence_is_its_steps_one_by_one(cpp_kernels, steps):
+    """A ``[T, B, n]`` call of the op is its T one-step calls in turn, bit for bit (the same
+    per-step computation, dense and sparse steps mixed), and leaves its input traces alone."""
+    g = torch.Generator().manual_seed(8 + steps)
+    pre = _graded_spikes((steps, 3, 70), 0.1, torch.float32, g)
+    rates = torch.tensor([0.05, 0.5])[torch.arange(steps) % 2]  # sparse and dense steps
+    post = (torch.rand(steps, 3, 66, generator=g) < rates[:, None, None]).float()
+    pre_trace, post_trace = torch.rand(3, 70, generator=g), torch.rand(3, 66, generator=g)
+    start = torch.randn(66, 70, generator=g)
+    kept = (pre_trace.clone(), post_trace.clone())
+    whole = start.clone()
+    traces = _linear_step(whole, pre, pre_trace, post, post_trace, 0.5, -0.25)
+    stepwise, step_traces = start.clone(), (pre_trace, post_trace)
+    for pre_t, post_t in zip(pre, post, strict=True):
+        step_traces = _linear_step(
+            stepwise, pre_t, step_traces[0], post_t, step_traces[1], 0.5, -0.25
+        )
+    assert torch.equal(whole, stepwise)
+    assert torch.equal(traces[0], step_traces[0]) and torch.equal(traces[1], step_traces[1])
+    assert torch.equal(pre_trace, kept[0]) and torch.equal(post_trace, kept[1])
+    assert traces[0].data_ptr() != pre_trace.data_ptr()
+
+
 @pytest.mark.parametrize(
     "change,message",
     [
@@ -435,8 +459,8 @@ def _linear_step_args(batch, n_in, n_out, dtype, generator, pre_rate=0.3, post_r
 
 
 def _linear_step(acc, pre, pre_trace, post, post_trace, causal_scale, anti_scale, nearest=False):
-    """``pair_stdp_linear_step_`` with decays 0.8 (pre) and 0.6 (post)."""
-    return torch.ops.plasticity_plugins_cpu.pair_stdp_linear_step_(
+    """``pair_stdp_linear_`` with decays 0.8 (pre) and 0.6 (post)."""
+    return torch.ops.plasticity_plugins_cpu.pair_stdp_linear_(
         acc, pre, pre_trace, post, post_trace, 0.8, 0.6, nearest, causal_scale, anti_scale
     )
 
@@ -444,7 +468,7 @@ def _linear_step(acc, pre, pre_trace, post, post_trace, causal_scale, anti_scale
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("case", [*COMPILED_LINEAR_CASES, (32, 784, 400)])
 def test_compiled_linear_step_matches_two_products(cpp_kernels, case, dtype):
-    """The C++ op ``pair_stdp_linear_step_`` against the two products it replaces
+    """The C++ op ``pair_stdp_linear_`` (one step) against the two products it replaces
     (``post^T pre_trace'`` with the advanced pre trace, and ``post_trace^T pre``, float64 on the
     same values), each term on its own (a zero scale skips it) and both together, added to what
     acc held; its traces against ``decay * trace + spikes`` and the nearest-spike rule."""
@@ -510,8 +534,10 @@ def test_compiled_linear_step_is_the_same_on_several_threads(cpp_kernels):
         ("acc_transposed", "acc must be contiguous"),
         ("acc_shape", "acc must be \\[out, in\\]"),
         ("post_float64", "mixed dtypes"),
-        ("pre_3d", "pre and post must be \\[B, n\\]"),
-        ("trace_shape", "each trace must have its spikes' shape"),
+        ("pre_4d", "pre and post must be \\[B, n\\] \\(one step\\) or \\[T, B, n\\]"),
+        ("pre_3d", "pre and post must be \\[B, n\\] \\(one step\\) or \\[T, B, n\\]"),
+        ("steps", "pre has 2 steps but post has 3"),
+        ("trace_shape", "each trace must have the shape of one step of its spikes"),
         ("int", "float32 or float64 only"),
     ],
 )
@@ -526,8 +552,12 @@ def test_compiled_linear_step_rejects_what_it_cannot_compute(cpp_kernels, change
         acc = torch.zeros(6, 4)
     elif change == "post_float64":
         post = post.double()
+    elif change == "pre_4d":
+        pre, post = pre[None, None], post[None, None]
     elif change == "pre_3d":
         pre, pre_trace = pre[None], pre_trace[None]
+    elif change == "steps":
+        pre, post = torch.stack([pre, pre]), torch.stack([post, post, post])
     elif change == "trace_shape":
         pre_trace = pre_trace[:, :5]
     elif change == "int":
@@ -567,7 +597,7 @@ def test_pair_linear_compiled_and_torch_paths_agree(
         post[0],
         weight,
         None,
-        applies=stdp_kernels._compiled_linear_step_applies,
+        applies=stdp_kernels._compiled_linear_applies,
     )
 
 

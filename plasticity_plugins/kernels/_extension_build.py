@@ -284,8 +284,16 @@ def _load(name: str, sources: tuple[str, ...], device: str) -> bool:
     enabled = cuda_ext_enabled if device == "CUDA" else cpu_ext_enabled
     if not enabled():
         return False
-    with _LOCK:
-        return _load_cached(name, sources, device)
+    key = (name, sources, device)
+    loaded = _LOADED.get(key)  # read at every step of every rule: no lock once decided
+    if loaded is None:
+        with _LOCK:
+            loaded = _LOADED[key] = _load_cached(name, sources, device)
+    return loaded
+
+
+#: The outcome of each library's build, once decided.
+_LOADED: dict[tuple[str, tuple[str, ...], str], bool] = {}
 
 
 # the CPU kernels, one library (each source registers its ops in plasticity_plugins_cpu)

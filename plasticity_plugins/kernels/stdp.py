@@ -362,24 +362,24 @@ def pair_stdp_accumulate_(
             acc, causal_sum, anti_sum, alpha * a_plus, -alpha * a_minus * post_decay, factors
         )
         return pre_trace, post_trace
-    if _compiled_linear_step_applies(pre, post, pre_trace, post_trace, acc, conv):
-        # A CPU Linear: the C++ kernel, one step at a time (it visits only the nonzero spikes,
-        # in one pass over acc per step: several times faster than the two dense products)
+    if _compiled_linear_applies(pre, post, pre_trace, post_trace, acc, conv):
+        # A CPU Linear: the C++ kernel, all the call's steps in one call (it visits only the
+        # nonzero spikes, in one pass over acc per step: several times faster than the two
+        # dense products)
         causal_scale, anti_scale = alpha * a_plus, -alpha * a_minus * post_decay
-        step_op = torch.ops.plasticity_plugins_cpu.pair_stdp_linear_step_
-        sums = None if factors is None else (torch.zeros_like(acc), torch.zeros_like(acc))
+        linear_op = torch.ops.plasticity_plugins_cpu.pair_stdp_linear_
         decays = (pre_decay, post_decay, kind == "nearest")
-        for pre_t, post_t in zip(pre, post, strict=True):
-            spikes_and_traces = (pre_t, pre_trace, post_t, post_trace)
-            if sums is None:
-                pre_trace, post_trace = step_op(
-                    acc, *spikes_and_traces, *decays, causal_scale, anti_scale
-                )
-            else:  # the two sums apart, for the weight factors (the traces come out twice)
-                step_op(sums[0], *spikes_and_traces, *decays, 1.0, 0.0)
-                pre_trace, post_trace = step_op(sums[1], *spikes_and_traces, *decays, 0.0, 1.0)
-        if sums is not None:
-            _add_weighted_sums(acc, *sums, causal_scale, anti_scale, factors)
+        if factors is None:
+            return linear_op(
+                acc, pre, pre_trace, post, post_trace, *decays, causal_scale, anti_scale
+            )
+        # the two sums apart, for the weight factors (the traces come out twice)
+        sums = (torch.zeros_like(acc), torch.zeros_like(acc))
+        linear_op(sums[0], pre, pre_trace, post, post_trace, *decays, 1.0, 0.0)
+        pre_trace, post_trace = linear_op(
+            sums[1], pre, pre_trace, post, post_trace, *decays, 0.0, 1.0
+        )
+        _add_weighted_sums(acc, *sums, causal_scale, anti_scale, factors)
         return pre_trace, post_trace
     if pre.shape[0] == 1 and factors is None:
         # One step of the additive rule (a single-step network's path, paid at every step next
@@ -404,7 +404,7 @@ def pair_stdp_accumulate_(
     return pre_trace, post_trace
 
 
-def _compiled_linear_step_applies(
+def _compiled_linear_applies(
     pre: Tensor,
     post: Tensor,
     pre_trace: Tensor,
@@ -412,17 +412,21 @@ def _compiled_linear_step_applies(
     acc: Tensor,
     conv: ConvGeometry | None,
 ) -> bool:
-    """Whether pair STDP can run through the C++ kernel ``pair_stdp_linear_step_``
+    """Whether pair STDP can run through the C++ kernel ``pair_stdp_linear_``
     (``cuda/stdp_linear.cpp``): a CPU Linear synapse, float32 / float64 throughout, a contiguous
     accumulator, and the library built."""
+    dtype = acc.dtype
     return (
         conv is None
+        and acc.is_cpu
+        and (dtype is torch.float32 or dtype is torch.float64)
+        and pre.dtype is dtype
+        and post.dtype is dtype
+        and pre_trace.dtype is dtype
+        and post_trace.dtype is dtype
         and pre.dim() == 3
         and acc.dim() == 2
         and acc.is_contiguous()
-        and acc.device.type == "cpu"
-        and acc.dtype in (torch.float32, torch.float64)
-        and all(t.dtype == acc.dtype for t in (pre, post, pre_trace, post_trace))
         and cpu_ops_available()
     )
 

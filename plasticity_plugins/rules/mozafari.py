@@ -84,10 +84,10 @@ class WinnerGatedSTDP(WeightDependent):
             view,
             state,
             {
-                "pre_time": (pre[0], inf),
-                "post_time": (spikes[0], inf),
-                "post_u": (spikes[0], 0.0),
-                "winners": (spikes[0], False),
+                "pre_time": (pre, inf),
+                "post_time": (spikes, inf),
+                "post_u": (spikes, 0.0),
+                "winners": (spikes, False),
             },
             name,
         )

@@ -105,7 +105,7 @@ class MSTDP(WeightBounds):
         traces = sequence_state(
             view,
             state,
-            {"pre_trace": (pre[0], 0.0), "post_trace": (post[0], 0.0)},
+            {"pre_trace": (pre, 0.0), "post_trace": (post, 0.0)},
             type(self).__name__,
         )
         terms, state["pre_trace"], state["post_trace"] = pair_stdp_terms(

@@ -123,26 +123,28 @@ def sequence_state(
     Args:
         view: the call (for messages).
         state: the pair's state.
-        wanted: ``{name: (template, fill)}``: an entry absent from ``state`` is created as
-            ``full_like(template, fill)`` (bool when ``fill`` is a bool); a stored entry whose
-            shape differs from ``template``'s (a new batch size without ``handle.reset()``)
-            raises :class:`StateError`.
+        wanted: ``{name: (sequence, fill)}`` with one of the call's time-first sequences
+            ``[T, B, *features]``: an entry absent from ``state`` is created as one step of it
+            filled with ``fill`` (bool when ``fill`` is a bool); a stored entry whose shape
+            differs from one step's (a new batch size without ``handle.reset()``) raises
+            :class:`StateError`.
         rule: the rule's name, for messages.
 
     Returns:
         ``{name: tensor}`` (new entries are not written to ``state``).
     """
     out = {}
-    for key, (template, fill) in wanted.items():
+    for key, (sequence, fill) in wanted.items():
         stored = state.get(key)
         if stored is None:
             dtype = torch.bool if isinstance(fill, bool) else None
-            out[key] = torch.full_like(template, fill, dtype=dtype)
-        elif stored.shape != template.shape:
+            out[key] = torch.full_like(sequence[0], fill, dtype=dtype)
+        elif stored.shape != sequence.shape[1:]:
             raise StateError(
-                f"{rule} on {view.name}: this call needs {key} of shape {tuple(template.shape)} "
-                f"but the running sequence has {tuple(stored.shape)}; call handle.reset() "
-                "before a sequence with another batch size or input size"
+                f"{rule} on {view.name}: this call needs {key} of shape "
+                f"{tuple(sequence.shape[1:])} but the running sequence has "
+                f"{tuple(stored.shape)}; call handle.reset() before a sequence with another "
+                "batch size or input size"
             )
         else:
             out[key] = stored
@@ -225,7 +227,7 @@ class STDP(WeightDependent):
         traces = sequence_state(
             view,
             state,
-            {"pre_trace": (pre[0], 0.0), "post_trace": (post[0], 0.0)},
+            {"pre_trace": (pre, 0.0), "post_trace": (post, 0.0)},
             "STDP",
         )
         weight = view.synapse.weight

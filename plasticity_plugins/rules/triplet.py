@@ -111,7 +111,7 @@ class TripletSTDP(WeightDependent):
         """Accumulate this call's triplet-STDP update; advance the four traces."""
         pre = view.x
         post = view.to_synapse_output(view.neuron.s).to(pre.dtype)
-        pre_zeros, post_zeros = (pre[0], 0.0), (post[0], 0.0)
+        pre_zeros, post_zeros = (pre, 0.0), (post, 0.0)
         stored = sequence_state(
             view,
             state,
