@@ -29,8 +29,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <mutex>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -71,6 +73,21 @@ uint64_t draw_seed() {
   return generator->random64();
 }
 
+// kept if keep, else 0, by masking kept's bits: a select or a bool-to-float conversion here
+// (a branch on random bits, or a conversion chained through its destination register) made the
+// dropout mask cost four times the random numbers it is drawn from.
+template <typename scalar_t>
+scalar_t kept_or_zero(scalar_t kept, bool keep) {
+  using bits_t = std::conditional_t<sizeof(scalar_t) == 4, uint32_t, uint64_t>;
+  static_assert(sizeof(bits_t) == sizeof(scalar_t), "float32 or float64");
+  bits_t bits;
+  std::memcpy(&bits, &kept, sizeof bits);
+  bits &= bits_t(0) - static_cast<bits_t>(keep);
+  scalar_t out;
+  std::memcpy(&out, &bits, sizeof out);
+  return out;
+}
+
 // The readout transposed, [N, C]: a spike's C weights side by side.
 template <typename scalar_t>
 std::vector<scalar_t> transposed(const scalar_t* readout, int64_t classes, int64_t n) {
@@ -101,8 +118,8 @@ void learning_signal(const scalar_t* spikes, const scalar_t* membrane_or_psi, sc
         RowStream stream(seed, static_cast<uint64_t>(r));
         for (int64_t k = 0; k < n; k += 2) {
           const uint64_t bits = stream.next();
-          factor[k] = (bits & 0xFFFFFFFFull) >= drop_below ? kept : scalar_t(0);
-          if (k + 1 < n) factor[k + 1] = (bits >> 32) >= drop_below ? kept : scalar_t(0);
+          factor[k] = kept_or_zero(kept, (bits & 0xFFFFFFFFull) >= drop_below);
+          if (k + 1 < n) factor[k + 1] = kept_or_zero(kept, (bits >> 32) >= drop_below);
         }
       } else {
         std::fill(factor.begin(), factor.end(), scalar_t(1));
