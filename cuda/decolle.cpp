@@ -35,7 +35,11 @@
 #include <type_traits>
 #include <vector>
 
+#include "stdp_cpu.h"
+
 namespace {
+
+using plasticity_plugins_cpu_detail::nonzeros;
 
 uint64_t splitmix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
@@ -107,7 +111,9 @@ void learning_signal(const scalar_t* spikes, const scalar_t* membrane_or_psi, sc
   const scalar_t kept = static_cast<scalar_t>(1.0 / (1.0 - dropout));
   const auto drop_below = static_cast<uint64_t>(std::ceil(dropout * 4294967296.0));
   at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
-    std::vector<scalar_t> factor(n), error(classes);
+    std::vector<scalar_t> factor(n), error(classes), dropped(n);
+    std::vector<int32_t> position(n + 8);  // nonzeros writes up to eight entries past the count
+    std::vector<scalar_t> value(n + 8);
     for (int64_t r = begin; r < end; ++r) {
       const scalar_t* s = spikes + r * n;
       scalar_t* out = post + r * n;
@@ -125,11 +131,13 @@ void learning_signal(const scalar_t* spikes, const scalar_t* membrane_or_psi, sc
         std::fill(factor.begin(), factor.end(), scalar_t(1));
       }
       std::fill(error.begin(), error.end(), scalar_t(0));
-      for (int64_t k = 0; k < n; ++k) {
-        const scalar_t value = s[k] * factor[k];
-        if (value == scalar_t(0)) continue;
-        const scalar_t* weights = by_spike.data() + k * classes;
-        for (int64_t c = 0; c < classes; ++c) error[c] += value * weights[c];
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) dropped[k] = s[k] * factor[k];
+      // the kept spikes, packed without a branch per entry
+      const int64_t count = nonzeros(dropped.data(), 1, n, 0, 0, position.data(), value.data());
+      for (int64_t e = 0; e < count; ++e) {
+        const scalar_t* weights = by_spike.data() + position[e] * classes;
+        for (int64_t c = 0; c < classes; ++c) error[c] += value[e] * weights[c];
       }
       const int64_t label = target[r % batch];
       for (int64_t c = 0; c < classes; ++c) {
@@ -164,14 +172,14 @@ void votes(const scalar_t* spikes, const scalar_t* readout, int64_t rows, int64_
   const std::vector<scalar_t> by_spike = transposed(readout, classes, n);
   std::vector<int64_t> winner(rows);
   at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
-    std::vector<scalar_t> score(classes);
+    std::vector<scalar_t> score(classes), value(n + 8);
+    std::vector<int32_t> position(n + 8);
     for (int64_t r = begin; r < end; ++r) {
       std::fill(score.begin(), score.end(), scalar_t(0));
-      const scalar_t* s = spikes + r * n;
-      for (int64_t k = 0; k < n; ++k) {
-        if (s[k] == scalar_t(0)) continue;
-        const scalar_t* weights = by_spike.data() + k * classes;
-        for (int64_t c = 0; c < classes; ++c) score[c] += s[k] * weights[c];
+      const int64_t count = nonzeros(spikes + r * n, 1, n, 0, 0, position.data(), value.data());
+      for (int64_t e = 0; e < count; ++e) {
+        const scalar_t* weights = by_spike.data() + position[e] * classes;
+        for (int64_t c = 0; c < classes; ++c) score[c] += value[e] * weights[c];
       }
       winner[r] = std::max_element(score.begin(), score.end()) - score.begin();  // the first max
     }
