@@ -101,6 +101,29 @@ std::vector<scalar_t> transposed(const scalar_t* readout, int64_t classes, int64
   return out;
 }
 
+// out[k] = sum_c error[c] G[c, k]: the error projected back through the readout G [C, N].
+template <typename scalar_t>
+void back_projection(const scalar_t* error, const scalar_t* readout, int64_t classes, int64_t n,
+                     scalar_t* out) {
+  constexpr int64_t kWidth = 32 / sizeof(scalar_t) * 2;  // two vector registers of sums
+  int64_t k = 0;
+  for (; k + kWidth <= n; k += kWidth) {
+    scalar_t sum[kWidth] = {};
+    for (int64_t c = 0; c < classes; ++c) {
+      const scalar_t e = error[c];
+      const scalar_t* weights = readout + c * n + k;
+#pragma omp simd
+      for (int64_t j = 0; j < kWidth; ++j) sum[j] += e * weights[j];
+    }
+    std::copy(sum, sum + kWidth, out + k);
+  }
+  for (; k < n; ++k) {
+    scalar_t sum = 0;
+    for (int64_t c = 0; c < classes; ++c) sum += error[c] * readout[c * n + k];
+    out[k] = sum;
+  }
+}
+
 template <typename scalar_t>
 void learning_signal(const scalar_t* spikes, const scalar_t* membrane_or_psi, scalar_t threshold,
                      bool is_psi, const scalar_t* readout, const int64_t* target,
@@ -144,13 +167,9 @@ void learning_signal(const scalar_t* spikes, const scalar_t* membrane_or_psi, sc
         const scalar_t difference = error[c] - (c == label ? scalar_t(1) : scalar_t(0));
         error[c] = std::clamp(difference, scalar_t(-1), scalar_t(1)) * error_scale;
       }
-      std::fill(out, out + n, scalar_t(0));
-      for (int64_t c = 0; c < classes; ++c) {
-        const scalar_t* weights = readout + c * n;
-        const scalar_t e = error[c];
-#pragma omp simd
-        for (int64_t k = 0; k < n; ++k) out[k] += e * weights[k];
-      }
+      // the error projected back through the readout, kWidth entries at a time (their sums
+      // over the classes stay in registers), then times each entry's factor: one pass over out
+      back_projection(error.data(), readout, classes, n, out);
       const scalar_t* u = membrane_or_psi + r * n;
       if (is_psi) {
 #pragma omp simd
