@@ -30,10 +30,11 @@ def decolle_surrogate(centred: Tensor) -> Tensor:
 def _compiled_applies(spikes: Tensor, readout: Tensor) -> bool:
     """Whether the readout work runs through the C++ ops of ``cuda/decolle.cpp``: CPU tensors,
     float32 / float64, and the library built (else the torch ops, the fallback and oracle)."""
+    dtype = spikes.dtype
     return (
-        spikes.device.type == "cpu"
-        and spikes.dtype in (torch.float32, torch.float64)
-        and readout.dtype == spikes.dtype
+        spikes.is_cpu
+        and (dtype is torch.float32 or dtype is torch.float64)
+        and readout.dtype is dtype
         and cpu_ops_available()
     )
 
@@ -161,14 +162,13 @@ class DECOLLE(GradientRule):
             if votes is None:
                 votes = spikes.new_zeros(spikes.shape[1], self.num_classes)
                 state["votes"] = votes
-            counted = spikes[start:].flatten(2)  # [steps counted, B, N]
             readout = self.readout(view, state, spikes)
+            counted = spikes[start:].reshape(-1, readout.shape[1])  # [steps counted * B, N]
             if _compiled_applies(counted, readout):
-                torch.ops.plasticity_plugins_cpu.decolle_votes_(
-                    votes, counted.flatten(0, 1), readout
-                )
+                torch.ops.plasticity_plugins_cpu.decolle_votes_(votes, counted, readout)
             else:
-                winners = (counted @ readout.T).argmax(-1)  # [steps counted, B]
+                winners = (counted @ readout.T).reshape(-1, spikes.shape[1], self.num_classes)
+                winners = winners.argmax(-1)  # [steps counted, B]
                 ones = torch.ones((), dtype=votes.dtype, device=votes.device)
                 votes.scatter_add_(1, winners.T, ones.expand(winners.T.shape))
 
@@ -278,20 +278,22 @@ class DECOLLE(GradientRule):
         post = view.to_synapse_output(delta)
         eligibility = state.pop("pending_eligibility")
         rows = post.shape[0] * post.shape[1]
+        post_rows = post.reshape(rows, *post.shape[2:])
         weight = view.synapse.weight
         assert isinstance(weight, Tensor)
         factor = view.sink.gradient_factor
         outer_accumulate_(
             view.sink.accumulator(weight),
-            post.reshape(rows, *post.shape[2:]),
+            post_rows,
             eligibility.reshape(rows, *eligibility.shape[2:]),
             factor,
             conv_geometry(view.synapse),
         )
         bias = getattr(view.synapse, "bias", None)
         if isinstance(bias, Tensor):
-            reduce_dims = [0, 1, *range(3, post.dim())]
-            view.sink.accumulator(bias).add_(post.sum(dim=reduce_dims), alpha=factor)
+            # over the rows (steps and samples) and any convolution positions
+            reduce_dims = (0, *range(2, post_rows.dim()))
+            view.sink.accumulator(bias).add_(post_rows.sum(dim=reduce_dims), alpha=factor)
         return None
 
     def predictions(self, state: RuleState) -> Tensor | None:
