@@ -450,7 +450,7 @@ class _SnnTorchAdapter(NeuronAdapter):
         single = isinstance(output, Tensor)
         spk = output if single else output[0]
         mem = cast(Tensor, module._buffers["mem"])
-        mask = self.mask_for(spk, lambda: mem)
+        mask = None if self.spike_mask is None else self.mask_for(spk, lambda: mem)
         if mask is not None:
             spk = spk * mask
             output = spk if single else (spk, *output[1:])

@@ -125,10 +125,12 @@ class _SequenceCheck:
         return self._finite
 
 
+_ANY_AUTOCAST = getattr(torch._C, "_is_any_autocast_enabled", None)
+
+
 def _any_autocast_enabled() -> bool:
     """Whether autocast is on for any device type (one cheap call; checked at every step)."""
-    check = getattr(torch._C, "_is_any_autocast_enabled", None)
-    return True if check is None else bool(check())
+    return True if _ANY_AUTOCAST is None else bool(_ANY_AUTOCAST())
 
 
 def _feature_rank(synapse: nn.Module) -> int:
@@ -207,10 +209,7 @@ class _Pair:
         self.multistep = self.adapter.multistep
         adapter = self.adapter
         self.read_spec: Callable[[], NeuronSpec] = lambda: adapter.spec
-
-    @property
-    def name(self) -> str:
-        return f"{self.synapse_name}->{self.neuron_name}"
+        self.name = f"{self.synapse_name}->{self.neuron_name}"
 
 
 def _events_by_registration(model: nn.Module) -> list[tuple[str, str, nn.Module]]:
@@ -542,23 +541,23 @@ class AttachHandle:
                     f"{pair.name}: synapse input {tuple(x.shape)} does not match the neuron's "
                     f"output {tuple(spikes.shape)} (T={steps}, B={batch})"
                 )
-            x = x.reshape(steps, batch, *x.shape[1:])
+            x = x.unsqueeze(0) if steps == 1 else x.reshape(steps, batch, *x.shape[1:])
         elif x.shape[:2] != spikes.shape[:2]:
             raise InputError(
                 f"{pair.name}: synapse input {tuple(x.shape)} and neuron output "
                 f"{tuple(spikes.shape)} disagree on [T, B]"
             )
-        view = PairView(
-            name=pair.name,
-            synapse=pair.synapse,
-            spec=pair.read_spec,
-            x=x,
-            neuron=observation,
-            to_synapse_output=pair.route,
-            sink=self._sink,
-            first_step=first_step,
-            total_steps=self._total_steps,
-            adapter=pair.adapter,
+        view = PairView(  # positional: built at every call of every pair
+            pair.name,
+            pair.synapse,
+            pair.read_spec,
+            x,
+            observation,
+            pair.route,
+            self._sink,
+            first_step,
+            self._total_steps,
+            pair.adapter,
         )
         pair.rule.step(view, pair.state)
         if pair.gradient:
