@@ -39,6 +39,7 @@
 #include <atomic>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -232,8 +233,18 @@ void run(scalar_t* acc, const scalar_t* pre, const scalar_t* pre_trace, const sc
          scalar_t anti_scale) {
   const bool causal = causal_scale != scalar_t(0), anti = anti_scale != scalar_t(0);
   const PaddedRows<scalar_t> post_trace_rows(post_trace, anti ? batch : 0, out);
-  const ByPosition<scalar_t> pre_by_column(pre, anti ? batch : 0, in, anti_scale);
-  const ByPosition<scalar_t> post_by_row(post, causal ? batch : 0, out, causal_scale);
+  // the two spike lists are built side by side (each a serial scan of its map)
+  std::optional<ByPosition<scalar_t>> pre_list, post_list;
+  at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t list = begin; list < end; ++list) {
+      if (list == 0)
+        pre_list.emplace(pre, anti ? batch : 0, in, anti_scale);
+      else
+        post_list.emplace(post, causal ? batch : 0, out, causal_scale);
+    }
+  });
+  const ByPosition<scalar_t>& pre_by_column = *pre_list;
+  const ByPosition<scalar_t>& post_by_row = *post_list;
   const int64_t row_blocks = (out + kBlockRows - 1) / kBlockRows;
   // column blocks of near-equal width (a multiple of kLanes), at most kBlockColumns
   const int64_t column_blocks = (in + kBlockColumns - 1) / kBlockColumns;
