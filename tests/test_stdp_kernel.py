@@ -400,10 +400,10 @@ def test_compiled_linear_sequence_is_its_steps_one_by_one(cpp_kernels, steps):
     start = torch.randn(66, 70, generator=g)
     kept = (pre_trace.clone(), post_trace.clone())
     whole = start.clone()
-    traces = _linear_step(whole, pre, pre_trace, post, post_trace, 0.5, -0.25)
+    traces = _linear_op(whole, pre, pre_trace, post, post_trace, 0.5, -0.25)
     stepwise, step_traces = start.clone(), (pre_trace, post_trace)
     for pre_t, post_t in zip(pre, post, strict=True):
-        step_traces = _linear_step(
+        step_traces = _linear_op(
             stepwise, pre_t, step_traces[0], post_t, step_traces[1], 0.5, -0.25
         )
     assert torch.equal(whole, stepwise)
@@ -458,7 +458,7 @@ def _linear_step_args(batch, n_in, n_out, dtype, generator, pre_rate=0.3, post_r
     )
 
 
-def _linear_step(acc, pre, pre_trace, post, post_trace, causal_scale, anti_scale, nearest=False):
+def _linear_op(acc, pre, pre_trace, post, post_trace, causal_scale, anti_scale, nearest=False):
     """``pair_stdp_linear_`` with decays 0.8 (pre) and 0.6 (post)."""
     return torch.ops.plasticity_plugins_cpu.pair_stdp_linear_(
         acc, pre, pre_trace, post, post_trace, 0.8, 0.6, nearest, causal_scale, anti_scale
@@ -489,7 +489,7 @@ def test_compiled_linear_step_matches_two_products(cpp_kernels, case, dtype):
         anti = post_trace.double().T @ pre.double()
         for causal_scale, anti_scale in ((0.7, -0.3), (0.7, 0.0), (0.0, -0.3)):
             acc = start.clone()
-            traces = _linear_step(
+            traces = _linear_op(
                 acc, pre, pre_trace, post, post_trace, causal_scale, anti_scale, nearest
             )
             expected = start.double() + causal_scale * causal + anti_scale * anti
@@ -505,7 +505,7 @@ def test_compiled_linear_step_without_and_with_every_spike(cpp_kernels, rate):
     pre, pre_trace, post, post_trace = _linear_step_args(4, 70, 66, torch.float64, g, rate, rate)
     start = torch.randn(66, 70, generator=g).double()
     acc = start.clone()
-    new_pre_trace, _ = _linear_step(acc, pre, pre_trace, post, post_trace, 0.5, -0.25)
+    new_pre_trace, _ = _linear_op(acc, pre, pre_trace, post, post_trace, 0.5, -0.25)
     expected = start + 0.5 * post.T @ new_pre_trace - 0.25 * post_trace.T @ pre
     torch.testing.assert_close(acc, expected, rtol=1e-12, atol=1e-12)
 
@@ -521,7 +521,7 @@ def test_compiled_linear_step_is_the_same_on_several_threads(cpp_kernels):
         for count in (1, 3):
             torch.set_num_threads(count)
             acc = start.clone()
-            _linear_step(acc, *args, 0.5, -0.5)
+            _linear_op(acc, *args, 0.5, -0.5)
             results.append(acc)
     finally:
         torch.set_num_threads(threads)
@@ -565,7 +565,7 @@ def test_compiled_linear_step_rejects_what_it_cannot_compute(cpp_kernels, change
         post, post_trace = post.int(), post_trace.int()
     before = acc.clone()
     with pytest.raises(RuntimeError, match=message):
-        _linear_step(acc, pre, pre_trace, post, post_trace, 1.0, 1.0)
+        _linear_op(acc, pre, pre_trace, post, post_trace, 1.0, 1.0)
     assert torch.equal(acc, before)
 
 

@@ -22,8 +22,8 @@ two products straight from the spikes and traces, with no ``[T, B]`` bookkeeping
 triplet STDP and :func:`accumulate_terms_` on a CPU Conv1d / Conv2d with stride 1, dilation 1
 and one group run, step by step, a C++ kernel (``cuda/stdp_conv2d.cpp``) that visits only the
 nonzero spikes of each term's spike factor, and pair STDP on a CPU Linear another
-(``cuda/stdp_linear.cpp``, dense products for a term whose spikes exceed 20 %); the torch ops are
-their fallback and their test oracle.
+(``cuda/stdp_linear.cpp``, handed a whole call's steps at once, dense products for a term whose
+spikes exceed 20 % at a step); the torch ops are their fallback and their test oracle.
 
 Pair STDP with exponential windows (``d = exp(-1 / tau)``)::
 
