@@ -199,8 +199,13 @@ def filtered_input_step(
         (tensor([1.]), tensor([1.]))
     """
     if syn_decay is None:
-        return None, torch.add(x * mem_gain, membrane, alpha=mem_decay)
+        return None, torch.add(_scaled(x, mem_gain), membrane, alpha=mem_decay)
     previous = synaptic if synaptic is not None else torch.zeros_like(x)
-    current = torch.add(x * syn_gain, previous, alpha=syn_decay)
+    current = torch.add(_scaled(x, syn_gain), previous, alpha=syn_decay)
     drive = previous if delayed else current
-    return current, torch.add(drive * mem_gain, membrane, alpha=mem_decay)
+    return current, torch.add(_scaled(drive, mem_gain), membrane, alpha=mem_decay)
+
+
+def _scaled(x: Tensor, gain: float) -> Tensor:
+    """``gain * x``; ``x`` itself for a gain of 1 (no copy on the per-step path)."""
+    return x if gain == 1.0 else x * gain

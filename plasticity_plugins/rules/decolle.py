@@ -128,21 +128,18 @@ class DECOLLE(GradientRule):
                 f"sequence's {tuple(membrane.shape)}; call handle.reset() between sequences"
             )
         synaptic = state.get("synaptic_eligibility")
-        if x.shape[0] == 1 and spec.syn_decay is None:  # one exponential, one step
-            drive = x[0] if spec.input_gain == 1.0 else x[0] * spec.input_gain
-            membrane = torch.add(drive, membrane, alpha=spec.mem_decay)
+        decays = {
+            "mem_decay": spec.mem_decay,
+            "syn_decay": spec.syn_decay,
+            "mem_gain": spec.input_gain,
+        }
+        if x.shape[0] == 1:  # a single-step network's path: no loop, no stacked copy
+            synaptic, membrane = filtered_input_step(synaptic, membrane, x[0], **decays)
             pending = membrane.unsqueeze(0)
         else:
             filtered = []
             for x_t in x:
-                synaptic, membrane = filtered_input_step(
-                    synaptic,
-                    membrane,
-                    x_t,
-                    mem_decay=spec.mem_decay,
-                    syn_decay=spec.syn_decay,
-                    mem_gain=spec.input_gain,
-                )
+                synaptic, membrane = filtered_input_step(synaptic, membrane, x_t, **decays)
                 filtered.append(membrane)
             pending = torch.stack(filtered)
         state["eligibility"] = membrane
