@@ -369,11 +369,13 @@ std::tuple<at::Tensor, at::Tensor> pair_stdp_linear_cpu(
               name, ": sizes beyond 32-bit positions");
   const at::Tensor pre_c = pre.contiguous().view({steps, batch, in});
   const at::Tensor post_c = post.contiguous().view({steps, batch, out});
-  // each step reads the traces of the step before and writes the other buffer of the pair
-  const at::Tensor pre_traces[2] = {at::empty({batch, in}, pre.options()),
-                                    at::empty({batch, in}, pre.options())};
-  const at::Tensor post_traces[2] = {at::empty({batch, out}, post.options()),
-                                     at::empty({batch, out}, post.options())};
+  // each step reads the traces of the step before and writes the other buffer of the pair (one
+  // step needs one buffer each)
+  at::Tensor pre_traces[2], post_traces[2];
+  for (int64_t k = 0; k < std::min<int64_t>(steps, 2); ++k) {
+    pre_traces[k] = at::empty({batch, in}, pre.options());
+    post_traces[k] = at::empty({batch, out}, post.options());
+  }
   at::Tensor pre_before = pre_trace.contiguous(), post_before = post_trace.contiguous();
   if (steps == 0) return {pre_before.clone(), post_before.clone()};
   at::Tensor target = acc;  // the dense products add into acc itself
