@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -128,18 +129,19 @@ class DECOLLE(GradientRule):
                 f"sequence's {tuple(membrane.shape)}; call handle.reset() between sequences"
             )
         synaptic = state.get("synaptic_eligibility")
-        decays = {
-            "mem_decay": spec.mem_decay,
-            "syn_decay": spec.syn_decay,
-            "mem_gain": spec.input_gain,
-        }
+        filter_step = functools.partial(
+            filtered_input_step,
+            mem_decay=spec.mem_decay,
+            syn_decay=spec.syn_decay,
+            mem_gain=spec.input_gain,
+        )
         if x.shape[0] == 1:  # a single-step network's path: no loop, no stacked copy
-            synaptic, membrane = filtered_input_step(synaptic, membrane, x[0], **decays)
+            synaptic, membrane = filter_step(synaptic, membrane, x[0])
             pending = membrane.unsqueeze(0)
         else:
             filtered = []
             for x_t in x:
-                synaptic, membrane = filtered_input_step(synaptic, membrane, x_t, **decays)
+                synaptic, membrane = filter_step(synaptic, membrane, x_t)
                 filtered.append(membrane)
             pending = torch.stack(filtered)
         state["eligibility"] = membrane
