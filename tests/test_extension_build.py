@@ -58,7 +58,7 @@ def test_a_first_build_says_why_the_caller_waits(monkeypatch, tmp_path, capsys):
         return str(directory / f"{library}.so")
 
     monkeypatch.setattr(_extension_build, "build_cpu_library", build)
-    load = _extension_build._load_cached.__wrapped__  # without the per-process memo
+    load = _extension_build._build_and_load  # without the per-process memo
     assert load("plasticity_plugins_test_notice", ("k_winners.cpp",), "CPU")
     assert "compiling the CPU kernels" in capsys.readouterr().err
     assert load("plasticity_plugins_test_notice", ("k_winners.cpp",), "CPU")

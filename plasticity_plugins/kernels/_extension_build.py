@@ -21,7 +21,6 @@ Environment:
 
 from __future__ import annotations
 
-import functools
 import importlib.resources
 import logging
 import os
@@ -235,8 +234,7 @@ def _built_before(library: str) -> bool:
     return any(path.suffix in (".so", ".pyd", ".dylib") for path in built)
 
 
-@functools.cache
-def _load_cached(name: str, sources: tuple[str, ...], device: str) -> bool:
+def _build_and_load(name: str, sources: tuple[str, ...], device: str) -> bool:
     build = build_cuda_library if device == "CUDA" else build_cpu_library
     library = name if device == "CUDA" else cpu_library_name(name)
     if not _built_before(library):
@@ -288,11 +286,13 @@ def _load(name: str, sources: tuple[str, ...], device: str) -> bool:
     loaded = _LOADED.get(key)  # read at every step of every rule: no lock once decided
     if loaded is None:
         with _LOCK:
-            loaded = _LOADED[key] = _load_cached(name, sources, device)
+            loaded = _LOADED.get(key)  # another thread may have built it meanwhile
+            if loaded is None:
+                loaded = _LOADED[key] = _build_and_load(name, sources, device)
     return loaded
 
 
-#: The outcome of each library's build, once decided.
+#: The outcome of each library's build, once decided (the per-process memo of _load).
 _LOADED: dict[tuple[str, tuple[str, ...], str], bool] = {}
 
 
