@@ -31,11 +31,14 @@ import types
 import warnings
 from pathlib import Path
 
+import torch
+
 __all__ = [
     "build_cpu_library",
     "build_cuda_library",
     "cpu_ext_enabled",
     "cpu_library_name",
+    "cpu_ops_accept",
     "cpu_ops_available",
     "cuda_ext_enabled",
     "cuda_source",
@@ -305,3 +308,15 @@ def cpu_ops_available() -> bool:
     """Whether the ops of ``torch.ops.plasticity_plugins_cpu`` can be used: builds and loads the
     CPU library on the first call (see :func:`load_cpu_ops`)."""
     return load_cpu_ops(CPU_LIBRARY, CPU_SOURCES)
+
+
+def cpu_ops_accept(*tensors: torch.Tensor) -> bool:
+    """Whether the CPU ops can take ``tensors``: all on the CPU, all float32 or all float64, and
+    the library available (:func:`cpu_ops_available`). Checked at every step: no generator."""
+    dtype = tensors[0].dtype
+    if dtype is not torch.float32 and dtype is not torch.float64:
+        return False
+    for tensor in tensors:
+        if not tensor.is_cpu or tensor.dtype is not dtype:
+            return False
+    return cpu_ops_available()

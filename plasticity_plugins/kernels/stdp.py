@@ -46,7 +46,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from ._extension_build import cpu_ops_available
+from ._extension_build import cpu_ops_accept
 from .synapse import (
     ConvGeometry,
     gradient_layout,
@@ -415,19 +415,12 @@ def _compiled_linear_applies(
     """Whether pair STDP can run through the C++ kernel ``pair_stdp_linear_``
     (``cuda/stdp_linear.cpp``): a CPU Linear synapse, float32 / float64 throughout, a contiguous
     accumulator, and the library built."""
-    dtype = acc.dtype
     return (
         conv is None
-        and acc.is_cpu
-        and (dtype is torch.float32 or dtype is torch.float64)
-        and pre.dtype is dtype
-        and post.dtype is dtype
-        and pre_trace.dtype is dtype
-        and post_trace.dtype is dtype
         and pre.dim() == 3
         and acc.dim() == 2
         and acc.is_contiguous()
-        and cpu_ops_available()
+        and cpu_ops_accept(acc, pre, post, pre_trace, post_trace)
     )
 
 
@@ -454,11 +447,7 @@ def _compiled_conv_step_applies(
         and conv.groups == 1
         and all(p < k for p, k in zip(conv.padding, kernel, strict=True))
         and kernel[-1] <= 8
-        and pre.device.type == "cpu"
-        and pre.dtype in (torch.float32, torch.float64)
-        and post.dtype == pre.dtype
-        and post_trace.dtype == pre.dtype
-        and cpu_ops_available()
+        and cpu_ops_accept(pre, post, post_trace)
     )
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError, StateError
-from ..kernels._extension_build import cpu_ops_available
+from ..kernels._extension_build import cpu_ops_accept
 from ..kernels.synapse import outer_accumulate_
 from ..kernels.traces import filtered_input_step
 from .base import GradientRule, PairView, RuleState, conv_geometry, pair_seed
@@ -31,13 +31,7 @@ def decolle_surrogate(centred: Tensor) -> Tensor:
 def _compiled_applies(spikes: Tensor, readout: Tensor) -> bool:
     """Whether the readout work runs through the C++ ops of ``cuda/decolle.cpp``: CPU tensors,
     float32 / float64, and the library built (else the torch ops, the fallback and oracle)."""
-    dtype = spikes.dtype
-    return (
-        spikes.is_cpu
-        and (dtype is torch.float32 or dtype is torch.float64)
-        and readout.dtype is dtype
-        and cpu_ops_available()
-    )
+    return cpu_ops_accept(spikes, readout)
 
 
 @dataclass(frozen=True)
