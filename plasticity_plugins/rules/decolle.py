@@ -160,8 +160,8 @@ class DECOLLE(GradientRule):
             if _compiled_applies(counted, readout):
                 torch.ops.plasticity_plugins_cpu.decolle_votes_(votes, counted, readout)
             else:
-                winners = (counted @ readout.T).reshape(-1, spikes.shape[1], self.num_classes)
-                winners = winners.argmax(-1)  # [steps counted, B]
+                scores = (counted @ readout.T).reshape(-1, spikes.shape[1], self.num_classes)
+                winners = scores.argmax(-1)  # [steps counted, B]
                 ones = torch.ones((), dtype=votes.dtype, device=votes.device)
                 votes.scatter_add_(1, winners.T, ones.expand(winners.T.shape))
 
