@@ -140,9 +140,9 @@ template <typename scalar_t>
 Candidate<scalar_t> best_in_row(const scalar_t* time, const scalar_t* potential, int64_t positions,
                                 const uint8_t* inhibited, int64_t* hits) {
   const scalar_t earliest = earliest_in_row(time, positions, inhibited);
-  const int64_t count = earliest == std::numeric_limits<scalar_t>::infinity()
-                            ? 0
-                            : collect_earliest(time, potential, positions, earliest, inhibited, hits);
+  const bool silent = earliest == std::numeric_limits<scalar_t>::infinity();
+  const int64_t count =
+      silent ? 0 : collect_earliest(time, potential, positions, earliest, inhibited, hits);
   return best_of(potential, earliest, hits, hits + count);
 }
 

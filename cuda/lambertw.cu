@@ -17,8 +17,9 @@
 // -0.05 <= x <= 1e30 the starting guess and one Halley step run in float (fast exp/log) and a
 // final Halley step in double. Halley converges cubically: the guesses are within 2 % (relative),
 // the float step brings that to <= 5e-6, and the double step to <= ~1e-15 (a simulation of the
-// float stage on 1.6e6 points of [-0.05, 1e30]: max 1.1e-15 against scipy). Negative x below -0.05 (near the branch point, where
-// w + 1 is small and float cancellation hurts) keeps three double steps.
+// float stage on 1.6e6 points of [-0.05, 1e30]: max 1.1e-15 against scipy). Negative x below
+// -0.05 (near the branch point, where w + 1 is small and float cancellation hurts) keeps three
+// double steps.
 #include "lambertw.h"
 
 #include <cmath>
