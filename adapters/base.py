@@ -145,6 +145,27 @@ def surrogate_by_autograd(spike_fn: Callable[[Tensor], Tensor], centred: Tensor)
     return grad
 
 
+_HookFn = Callable[..., Any]
+
+
+def eager_hook(hook: _HookFn) -> _HookFn:
+    """``hook``, run eagerly by :func:`torch.compile`: a model compiled with a handle attached
+    breaks its graph around the hook instead of tracing the library's bookkeeping (Python
+    state, C++ ops), and learns exactly as it does uncompiled.
+
+    Costs ~0.4 us per call uncompiled. Every forward (pre-)hook the library registers is one.
+
+    Example:
+        >>> calls = []
+        >>> layer = nn.Linear(2, 2)
+        >>> _ = layer.register_forward_hook(eager_hook(lambda m, a, o: calls.append(1)))
+        >>> _ = torch.compile(layer, backend="eager")(torch.ones(1, 2))
+        >>> calls
+        [1]
+    """
+    return torch.compiler.disable(hook)
+
+
 class NeuronAdapter(abc.ABC):
     """Uniform view of one framework neuron module (see the module docstring).
 
@@ -157,11 +178,20 @@ class NeuronAdapter(abc.ABC):
     with keyword arguments) and ``_post_hook`` (a forward hook that also runs when the forward
     raises); after every forward call of the module ``on_step(observation)`` is called;
     ``uninstall()`` removes both hooks and calls ``_after_uninstall()``, which restores whatever
-    the adapter changed (threshold, ...), leaving the module as it was.
+    the adapter changed (threshold, ...), leaving the module as it was. A subclass's
+    ``_pre_hook`` and ``_post_hook`` become :func:`eager_hook` s when the class is defined.
     """
 
     framework: ClassVar[str]
     neuron_types: ClassVar[tuple[type, ...]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # wrapped on the class (not on the bound method at install) so that a copy of an
+        # installed module still calls its own copy of the adapter
+        for name in ("_pre_hook", "_post_hook"):
+            if name in vars(cls):
+                setattr(cls, name, eager_hook(vars(cls)[name]))
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module

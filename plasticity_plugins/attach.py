@@ -30,14 +30,14 @@ import math
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from .adapters import adapter_for, is_framework_neuron, supported_neurons
-from .adapters.base import NeuronAdapter, NeuronObservation, NeuronSpec
+from .adapters.base import NeuronAdapter, NeuronObservation, NeuronSpec, eager_hook
 from .errors import AttachError, InputError, StateError, UnsupportedModuleError
 from .kernels.synapse import input_vjp
 from .rules.base import (
@@ -304,6 +304,42 @@ def _select_rule(rule: RuleSpec, synapse_name: str, neuron_name: str) -> LocalRu
     return None
 
 
+class _CopyRefusal:
+    """A hooked module's ``__deepcopy__`` and ``__reduce_ex__`` while it is attached (instance
+    attributes, removed by ``detach()``): ``copy.copy``, ``copy.deepcopy`` and pickling of the
+    module, and so of any model holding it, raise. A copy would share the handle's hooks, and
+    its forward calls would train the original model with the copy's inputs."""
+
+    NAMES = ("__deepcopy__", "__reduce_ex__")
+
+    def __init__(self, module_name: str, module: nn.Module) -> None:
+        self.message = (
+            f"module {module_name!r} ({type(module).__name__}) has a plasticity_plugins rule "
+            "attached: a copy of it would keep the handle's hooks and train the original model, "
+            "and a pickle cannot hold them. Copy or save the weights instead "
+            "(copy.deepcopy(model.state_dict()), torch.save(model.state_dict(), path); the "
+            "rules' state is handle.state_dict()), or call handle.detach() first."
+        )
+
+    def __call__(self, *_: Any) -> NoReturn:
+        raise AttachError(self.message)
+
+    @classmethod
+    def install(cls, module: nn.Module, module_name: str) -> None:
+        """Refuse copies of ``module`` (unless its instance defines its own copy methods)."""
+        if not any(name in module.__dict__ for name in cls.NAMES):
+            refusal = cls(module_name, module)
+            for name in cls.NAMES:
+                module.__dict__[name] = refusal
+
+    @classmethod
+    def remove(cls, module: nn.Module) -> None:
+        """Allow copies of ``module`` again."""
+        for name in cls.NAMES:
+            if isinstance(module.__dict__.get(name), cls):
+                del module.__dict__[name]
+
+
 class AttachHandle:
     """What :func:`attach` returns: controls the rules wired to one model.
 
@@ -357,7 +393,10 @@ class AttachHandle:
                 self._hooks.append(
                     pair.synapse.register_forward_hook(self._synapse_hook(pair), always_call=True)
                 )
+        for pair in pairs:
+            _CopyRefusal.install(pair.synapse, pair.synapse_name)
         for name, adapter in adapters.items():
+            _CopyRefusal.install(adapter.module, name)
             adapter.detach_state = any(p.rule.detach_neuron_state for p in self._by_neuron[name])
             adapter.install(self._neuron_callback(name))
             if any(isinstance(p.rule, GradientRule) for p in self._by_neuron[name]):
@@ -368,9 +407,11 @@ class AttachHandle:
                     if isinstance(param, Tensor) and param.requires_grad:
                         self._hooks.append(param.register_hook(self._refuse_autograd(pair)))
         if optimizer is not None:
-            self._hooks.append(optimizer.register_step_pre_hook(lambda opt, a, k: self.sync()))
             self._hooks.append(
-                optimizer.register_step_post_hook(lambda opt, a, k: self._after_step())
+                optimizer.register_step_pre_hook(eager_hook(lambda opt, a, k: self.sync()))
+            )
+            self._hooks.append(
+                optimizer.register_step_post_hook(eager_hook(lambda opt, a, k: self._after_step()))
             )
 
     @property
@@ -395,6 +436,7 @@ class AttachHandle:
         bias = getattr(pair.synapse, "bias", None)
         assert isinstance(weight, Tensor)
 
+        @eager_hook
         def hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
             if self._paused:
                 return None
@@ -441,6 +483,7 @@ class AttachHandle:
         return hook
 
     def _live_hook(self, neuron_name: str) -> Callable[..., Any]:
+        @eager_hook
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
             if self._paused:
                 return None
@@ -491,6 +534,7 @@ class AttachHandle:
         return hook
 
     def _synapse_hook(self, pair: _Pair) -> Callable[..., None]:
+        @eager_hook
         def hook(module: nn.Module, args: tuple[Any, ...], output: Tensor | None) -> None:
             if pair.graph_cut:
                 pair.graph_cut = False
@@ -803,8 +847,10 @@ class AttachHandle:
             adapter.uninstall()
         for pair in self._pairs:
             _CLAIMED.discard(pair.synapse)
+            _CopyRefusal.remove(pair.synapse)
         for adapter in self._adapters.values():
             _CLAIMED.discard(adapter.module)
+            _CopyRefusal.remove(adapter.module)
         _HANDLES.pop(self.model, None)
         self._attached = False
 
@@ -861,7 +907,9 @@ def attach(
             autocast is active.
 
     Returns:
-        An :class:`AttachHandle`.
+        An :class:`AttachHandle`. Until ``handle.detach()``, ``torch.compile(model)`` runs the
+        hooks eagerly (same updates), and copying or pickling the model raises
+        :class:`AttachError` (a copy would share the hooks and train the original model).
 
     Raises:
         AttachError: the model (or one of its modules) is already attached, no pair was

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import io
+import pickle
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from plasticity_plugins import AttachError, InputError, StateError, UnsupportedM
 from plasticity_plugins.kernels.synapse import ConvGeometry
 from plasticity_plugins.kernels.traces import decay_factor
 from plasticity_plugins.networks import matched_lif
-from plasticity_plugins.rules import STDP, LocalRule, PairView, RuleState
+from plasticity_plugins.rules import DECOLLE, STDP, STLLR, LocalRule, PairView, RuleState
 
 
 class ObserveOnly(LocalRule):
@@ -134,6 +136,8 @@ def test_round_trip_restores_classes_parameters_and_bptt_gradients():
         return [p.grad.clone() for p in model.parameters()]
 
     expected = bptt_grads(twin)
+    bptt_grads(net)  # snnTorch adds attributes at the first forward
+    attributes = [set(vars(m)) for m in net.modules()]
     observing = plasticity_plugins.attach(net, ObserveOnly())
     for got, want in zip(bptt_grads(net), expected, strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=0)  # hooks change nothing
@@ -146,6 +150,7 @@ def test_round_trip_restores_classes_parameters_and_bptt_gradients():
     assert [type(m) for m in net.modules()] == classes
     assert [id(p) for p in net.parameters()] == ids
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
+    assert [set(vars(m)) for m in net.modules()] == attributes
     for got, want in zip(bptt_grads(net), expected, strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
     torch.optim.SGD(net.parameters(), lr=0.1).step()  # an optimizer step still works
@@ -387,6 +392,84 @@ def test_unsupported_synapse_options_are_refused():
     net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular"), leaky())
     with pytest.raises(UnsupportedModuleError, match="padding_mode='circular'"):
         plasticity_plugins.attach(net, STDP())
+
+
+def test_copying_or_pickling_an_attached_model_is_refused_and_harmless():
+    """A copy would share the handle's hooks and train the original (its .grad and traces)
+    with the copy's inputs: copy, deepcopy and pickle raise until detach(), and leave the
+    model, its gradients and the handle's state as they were."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 4), leaky())
+    handle = plasticity_plugins.attach(net, STDP())
+    with torch.no_grad():
+        net(spikes(3, 6, p=0.5))
+    grad, state = net[0].weight.grad.clone(), handle.state_dict()
+    whole_model = {
+        "deepcopy": lambda: copy.deepcopy(net),
+        "pickle": lambda: pickle.dumps(net),
+        "torch.save": lambda: torch.save(net, io.BytesIO()),
+    }
+    for attempt in whole_model.values():
+        with pytest.raises(AttachError, match=r"module '0' \(Linear\).*state_dict\(\)"):
+            attempt()
+    with pytest.raises(AttachError, match=r"module '1' \(Leaky\)"):
+        copy.copy(net[1])
+    weights = copy.deepcopy(net.state_dict())  # what the message recommends works
+    torch.save(net.state_dict(), io.BytesIO())
+    assert torch.equal(net[0].weight.grad, grad)
+    after, before = _flat(handle.state_dict()), _flat(state)
+    assert len(after) == len(before) > 0
+    assert all(torch.equal(a, b) for a, b in zip(after, before, strict=True))
+    handle.detach()
+    twin = copy.deepcopy(net)
+    assert not plasticity_plugins.is_attached(twin)
+    with torch.no_grad():
+        twin(spikes(3, 6, p=0.5))
+    assert torch.equal(net[0].weight.grad, grad)  # the copy's forward trains nothing
+    assert torch.equal(twin[0].weight, weights["0.weight"])
+
+
+def _flat(state):
+    """The tensors of a nested state dict, in a fixed order."""
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if isinstance(state, dict):
+        return [t for key in sorted(state, key=str) for t in _flat(state[key])]
+    return []
+
+
+@pytest.mark.parametrize("rule", ["stdp", "decolle", "stllr"])
+def test_a_compiled_model_learns_exactly_as_the_uncompiled_one(rule):
+    """torch.compile(model) with a handle attached: the hooks run eagerly (graph breaks) and
+    every gradient equals the uncompiled run's."""
+    x = spikes(4, 3, 8, p=0.5)
+    target = torch.tensor([0, 2, 1])
+
+    def train(compiled):
+        torch.manual_seed(1)
+        net = nn.Sequential(nn.Linear(8, 6), leaky(), nn.Linear(6, 3), leaky())
+        make = {
+            "stdp": lambda: STDP(),
+            "decolle": lambda: DECOLLE(num_classes=3, dropout=0.0),
+            "stllr": lambda: STLLR(),
+        }[rule]
+        handle = plasticity_plugins.attach(net, make())
+        forward = torch.compile(net) if compiled else net
+        for x_t in x:
+            if rule == "stdp":
+                with torch.no_grad():
+                    forward(x_t)
+            elif rule == "decolle":
+                forward(x_t)
+                handle.backward(target=target)
+            else:
+                handle.backward(F.cross_entropy(forward(x_t), target))
+        return [p.grad for p in net.parameters() if p.grad is not None]
+
+    expected, got = train(False), train(True)
+    assert len(got) == len(expected) > 0
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_attaching_twice_is_refused():
