@@ -9,11 +9,18 @@ import pkgutil
 import pytest
 
 import plasticity_plugins
+import plasticity_plugins.adapters
 
+# adapters/ is installed as plasticity_plugins.adapters from its own directory, which an editable
+# install does not put on plasticity_plugins.__path__: walked on its own
 MODULES = sorted(
-    info.name
-    for info in pkgutil.walk_packages(plasticity_plugins.__path__, "plasticity_plugins.")
-    if not info.name.endswith("__main__")
+    {
+        info.name
+        for package in (plasticity_plugins, plasticity_plugins.adapters)
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")
+        if not info.name.endswith("__main__")
+    }
+    | {plasticity_plugins.adapters.__name__}
 )
 
 
