@@ -811,31 +811,78 @@ class AttachHandle:
         self._sink.sync()
 
     def state_dict(self) -> dict[str, Any]:
-        """The rules' per-pair state and the neurons' hidden state (detached copies)."""
+        """The rules' per-pair state and the neurons' hidden state (detached copies), and the
+        rule class of each pair (checked by :meth:`load_state_dict`)."""
         self._check_attached()
         return {
             "rules": {
                 p.name: {k: v.detach().clone() for k, v in p.state.items()} for p in self._pairs
             },
             "neurons": {name: a.state_dict() for name, a in self._adapters.items()},
+            "rule_types": {p.name: type(p.rule).__name__ for p in self._pairs},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a state from :meth:`state_dict` (mid-sequence restores continue exactly)."""
+        """Restore a state from :meth:`state_dict` (mid-sequence restores continue exactly).
+
+        Raises:
+            InputError: ``state`` is not a :meth:`state_dict` (its layout or its tensors).
+            AttachError: it was saved from other pairs, neurons or rule classes.
+            The handle keeps its state when loading fails.
+        """
         self._check_attached()
-        rules = state["rules"]
-        neurons = state["neurons"]
+        rules, neurons = self._checked_state(state)
+        previous_rules = {p.name: dict(p.state) for p in self._pairs}
+        previous_neurons = {name: a.state_dict() for name, a in self._adapters.items()}
+        try:
+            for pair in self._pairs:
+                pair.state.clear()
+                pair.state.update({k: v.clone() for k, v in rules[pair.name].items()})
+            for name, adapter in self._adapters.items():
+                adapter.load_state_dict(neurons[name])
+        except Exception:
+            for pair in self._pairs:
+                pair.state.clear()
+                pair.state.update(previous_rules[pair.name])
+            for name, adapter in self._adapters.items():
+                adapter.load_state_dict(previous_neurons[name])
+            raise
+
+    def _checked_state(self, state: Any) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+        """``(rules, neurons)`` of a :meth:`state_dict`, after checking its layout and names."""
+        layout = (
+            "handle.state_dict()'s {'rules': {pair: {name: tensor}}, 'neurons': {neuron: "
+            "{name: tensor}}, 'rule_types': {pair: rule class}}"
+        )
+        if not isinstance(state, Mapping) or not {"rules", "neurons"} <= set(state):
+            got = f"keys {sorted(state)}" if isinstance(state, Mapping) else type(state).__name__
+            raise InputError(f"handle.load_state_dict: expected {layout}, got {got}")
+        rules, neurons = state["rules"], state["neurons"]
+        for part, entries in (("rules", rules), ("neurons", neurons)):
+            if not isinstance(entries, Mapping) or not all(
+                isinstance(entry, Mapping) and all(isinstance(v, Tensor) for v in entry.values())
+                for entry in entries.values()
+            ):
+                raise InputError(
+                    f"handle.load_state_dict: state[{part!r}] must map names to dicts of "
+                    f"tensors ({layout})"
+                )
         expected_rules = {p.name for p in self._pairs}
         if set(rules) != expected_rules or set(neurons) != set(self._adapters):
             raise AttachError(
                 f"state for pairs {sorted(rules)} / neurons {sorted(neurons)} does not match this "
                 f"handle's pairs {sorted(expected_rules)} / neurons {sorted(self._adapters)}"
             )
-        for pair in self._pairs:
-            pair.state.clear()
-            pair.state.update({k: v.clone() for k, v in rules[pair.name].items()})
-        for name, adapter in self._adapters.items():
-            adapter.load_state_dict(neurons[name])
+        saved_types = state.get("rule_types", {})  # optional: earlier states lack it
+        wrong = {
+            p.name: (saved_types[p.name], type(p.rule).__name__)
+            for p in self._pairs
+            if p.name in saved_types and saved_types[p.name] != type(p.rule).__name__
+        }
+        if wrong:
+            listed = ", ".join(f"{n}: saved {a}, attached {b}" for n, (a, b) in wrong.items())
+            raise AttachError(f"state saved from other rules than this handle's ({listed})")
+        return rules, neurons
 
     def detach(self) -> None:
         """Remove every hook and adapter change: the model is exactly as before attach()."""

@@ -327,6 +327,43 @@ def test_state_dict_mid_sequence_continues_identically():
     handle.detach()
 
 
+def test_load_state_dict_refuses_foreign_or_malformed_states_and_keeps_its_own():
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(5, 4), leaky())
+    handle = plasticity_plugins.attach(net, STDP())
+    with torch.no_grad():
+        for x_t in spikes(3, 2, 5, p=0.6):
+            net(x_t)
+    own = handle.state_dict()
+    assert own["rule_types"] == {"0->1": "STDP"}
+    other = nn.Sequential(nn.Linear(5, 4), leaky())
+    decolle = plasticity_plugins.attach(other, DECOLLE(num_classes=4))
+    other(spikes(2, 5))
+    decolle.backward(target=torch.tensor([0, 3]))
+    changed_rules = {"0->1": {k: v + 1 for k, v in own["rules"]["0->1"].items()}}
+    cases = [
+        (None, InputError, "expected handle.state_dict"),
+        ({"rules": own["rules"]}, InputError, r"got keys \['rules'\]"),
+        ({"rules": {"0->1": {"pre_trace": 1.0}}, "neurons": own["neurons"]}, InputError, "tensors"),
+        ({**own, "rules": {"fc->lif": {}}}, AttachError, "does not match this handle's pairs"),
+        (decolle.state_dict(), AttachError, "0->1: saved DECOLLE, attached STDP"),
+        # the rules load, then the neuron's state lacks its membrane: all is rolled back
+        ({"rules": changed_rules, "neurons": {"1": {}}}, StateError, "missing"),
+    ]
+    for state, error, message in cases:
+        with pytest.raises(error, match=message):
+            handle.load_state_dict(state)
+        after = handle.state_dict()
+        assert after.keys() == own.keys()
+        for part in ("rules", "neurons"):
+            for name, entry in own[part].items():
+                assert after[part][name].keys() == entry.keys()
+                assert all(torch.equal(after[part][name][k], v) for k, v in entry.items())
+    handle.load_state_dict({k: v for k, v in own.items() if k != "rule_types"})  # optional key
+    decolle.detach()
+    handle.detach()
+
+
 def test_sgd_lr_one_applies_exactly_dw():
     net = nn.Sequential(nn.Linear(3, 2, bias=False), leaky())
     nn.init.constant_(net[0].weight, 0.2)

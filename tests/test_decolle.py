@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import plasticity_plugins
-from plasticity_plugins import InputError
+from plasticity_plugins import InputError, StateError
 from plasticity_plugins.kernels.traces import filtered_input_step
 from plasticity_plugins.rules import DECOLLE, LocalRule, PairView, RuleState
 from plasticity_plugins.rules.decolle import decolle_surrogate
@@ -218,6 +218,31 @@ def test_bad_targets():
         handle.backward(target=torch.tensor([0, 1, 2, 7]))
     with pytest.raises(InputError, match="target="):
         handle.backward()
+    handle.detach()
+
+
+def test_a_readout_loaded_from_another_model_is_refused_before_any_state_changes():
+    """The readout persists across handle.reset(): one loaded from a model of another width
+    raises at the next step, before the step changes anything."""
+    source = two_layers(beta=0.8)
+    saved_handle = plasticity_plugins.attach(source, DECOLLE(num_classes=N_CLASSES))
+    source(spikes_in()[0])
+    saved = saved_handle.state_dict()
+    torch.manual_seed(2)
+    wider = nn.Sequential(nn.Linear(N_IN, N_HID + 2), snn.Leaky(beta=0.8, init_hidden=True))
+    wider.add_module("2", nn.Linear(N_HID + 2, N_HID))
+    wider.add_module("3", snn.Leaky(beta=0.8, init_hidden=True))
+    handle = plasticity_plugins.attach(wider, DECOLLE(num_classes=N_CLASSES))
+    handle.load_state_dict(saved)
+    handle.reset()
+    before = handle.state_dict()
+    with pytest.raises(StateError, match=rf"0->1: its readout is \(3, {N_HID}\).*{N_HID + 2}"):
+        wider(spikes_in()[0])
+    after = handle.state_dict()["rules"]
+    for pair, entry in before["rules"].items():
+        assert after[pair].keys() == entry.keys()
+        assert all(torch.equal(after[pair][key], value) for key, value in entry.items())
+    saved_handle.detach()
     handle.detach()
 
 

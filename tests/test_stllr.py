@@ -240,6 +240,14 @@ def test_bad_input():
         handle.backward(out.detach().sum())
     with pytest.raises(AttachError, match=r"handle.backward\(loss\) at every step"):
         out.sum().backward()
+    handle.reset()
+    wider = plasticity_plugins.attach(leaky_net(layers=(N_IN, N_OUT + 1)), STLLR())
+    x = inputs()[0]
+    handle.model(x)
+    wider.load_state_dict(handle.state_dict() | {"neurons": wider.state_dict()["neurons"]})
+    with pytest.raises(StateError, match=rf"needs post_trace of shape \({B}, {N_OUT + 1}\)"):
+        wider.model(x)
+    wider.detach()
     with pytest.raises(ValueError, match="delay_ls"):
         STLLR(delay_ls=0)
     with pytest.raises(ValueError, match="lambda_pre"):

@@ -114,6 +114,8 @@ class DECOLLE(GradientRule):
         """Filter this call's input into the eligibility ``P`` and keep it for learn()."""
         spec = view.spec
         x = view.x
+        spikes = view.neuron.s
+        readout = self.readout(view, state, spikes)  # checked before any state changes
         membrane = state.get("eligibility")
         if membrane is None:
             membrane = torch.zeros_like(x[0])
@@ -148,14 +150,12 @@ class DECOLLE(GradientRule):
         state["pending_surrogate"] = (
             view.neuron.psi if self.surrogate == "framework" else view.neuron.u
         )
-        spikes = view.neuron.s
         start = self._first_counted(view)
         if start < view.steps:
             votes = state.get("votes")
             if votes is None:
                 votes = spikes.new_zeros(spikes.shape[1], self.num_classes)
                 state["votes"] = votes
-            readout = self.readout(view, state, spikes)
             counted = spikes[start:].reshape(-1, readout.shape[1])  # [steps counted * B, N]
             if _compiled_applies(counted, readout):
                 torch.ops.plasticity_plugins_cpu.decolle_votes_(votes, counted, readout)
@@ -172,8 +172,14 @@ class DECOLLE(GradientRule):
     def readout(self, view: PairView, state: RuleState, like: Tensor) -> Tensor:
         """The pair's fixed readout ``G`` ``[num_classes, n_features]`` (created on first use)."""
         readout = state.get("readout")
+        n_features = math.prod(view.neuron.s.shape[2:])
+        if readout is not None and readout.shape != (self.num_classes, n_features):
+            raise StateError(
+                f"DECOLLE on {view.name}: its readout is {tuple(readout.shape)} but this layer "
+                f"needs ({self.num_classes} classes, {n_features} features): the handle state "
+                "was loaded from another model (the readout is kept across handle.reset())"
+            )
         if readout is None:
-            n_features = math.prod(view.neuron.s.shape[2:])
             generator = torch.Generator().manual_seed(self.readout_seed + pair_seed(view.name))
             bound = self.readout_scale / math.sqrt(n_features)
             readout = (

@@ -144,7 +144,7 @@ def sequence_state(
                 f"{rule} on {view.name}: this call needs {key} of shape "
                 f"{tuple(sequence.shape[1:])} but the running sequence has "
                 f"{tuple(stored.shape)}; call handle.reset() before a sequence with another "
-                "batch size or input size"
+                "batch size or input size (or after loading a state saved from another model)"
             )
         else:
             out[key] = stored

@@ -13,6 +13,7 @@ from ..errors import InputError, StateError
 from ..kernels.synapse import outer_accumulate_
 from ..kernels.traces import trace_sequence
 from .base import GradientRule, PairView, RuleState, conv_geometry, pair_seed
+from .stdp import sequence_state
 
 PsiKind = Literal["framework", "linear", "conv", "sigmoid"]
 
@@ -147,15 +148,10 @@ class STLLR(GradientRule):
         """Advance the traces over this call and keep its eligibility factors for learn()."""
         x = view.x
         psi = self.surrogate(view)
-        pre_trace = state.get("pre_trace")
-        post_trace = state.get("post_trace")
-        if pre_trace is None or post_trace is None:
-            pre_trace, post_trace = torch.zeros_like(x[0]), torch.zeros_like(psi[0])
-        elif pre_trace.shape != x.shape[1:] or post_trace.shape != psi.shape[1:]:
-            raise StateError(
-                f"S-TLLR on {view.name}: input {tuple(x.shape[1:])} does not match the running "
-                f"sequence's {tuple(pre_trace.shape)}; call handle.reset() between sequences"
-            )
+        traces = sequence_state(
+            view, state, {"pre_trace": (x, 0.0), "post_trace": (psi, 0.0)}, "S-TLLR"
+        )
+        pre_trace, post_trace = traces["pre_trace"], traces["post_trace"]
         if x.shape[0] == 1:  # one step per call: the recursion itself, no sequence buffers
             pre_now = torch.add(x[0], pre_trace, alpha=self.lambda_pre)
             post_now = torch.add(psi[0], post_trace, alpha=self.lambda_post)
