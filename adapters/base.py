@@ -105,6 +105,11 @@ class NeuronObservation:
         s: output spikes (after any spike mask), ``[T, B, *features]``.
         membrane: computes the pre-reset membrane ``u`` with the shape of ``s``.
         surrogate: maps ``u`` to the surrogate derivative ``psi`` (threshold offset included).
+        restarted: the call did not continue from the state the module's previous call left:
+            the framework reset it (SpikingJelly ``functional.reset_net``, snnTorch
+            ``reset_mem`` / ``utils.reset``) or a fresh state was passed in (Norse
+            ``state=None``, snnTorch ``init_leaky()``). False on the first call after the
+            adapter's own reset or load.
     """
 
     def __init__(
@@ -112,10 +117,12 @@ class NeuronObservation:
         s: Tensor,
         membrane: Callable[[], Tensor],
         surrogate: Callable[[Tensor], Tensor],
+        restarted: bool = False,
     ) -> None:
         self.s = s
         self._membrane = membrane
         self._surrogate = surrogate
+        self.restarted = restarted
 
     @cached_property
     def u(self) -> Tensor:
@@ -244,6 +251,20 @@ class NeuronAdapter(abc.ABC):
         spec = build()
         self._spec_cache = (spec, sources, versions)
         return spec
+
+    @staticmethod
+    def _restarted(incoming: Any, left: Any) -> bool:
+        """Whether a call's incoming state is not the state the previous call ``left`` (None:
+        no call since the adapter's reset, load or install): the same object, or a tensor
+        sharing its storage (``detach()``), continues it."""
+        if left is None or incoming is left:
+            return False
+        return not (
+            isinstance(incoming, Tensor)
+            and isinstance(left, Tensor)
+            and incoming.shape == left.shape
+            and incoming.data_ptr() == left.data_ptr()
+        )
 
     def install(self, on_step: Callable[[NeuronObservation], None]) -> None:
         """Register the pre-hook and the forward hook; ``on_step`` runs after every call."""

@@ -253,6 +253,7 @@ class _NorseAdapter(NeuronAdapter):
         self._saved_p: Any = None
         self._last: Any = None
         self._loaded: Any = None
+        self._call_restarted = False
 
     # ---- per-subclass hooks -------------------------------------------------------------
     @staticmethod
@@ -415,6 +416,8 @@ class _NorseAdapter(NeuronAdapter):
                 f"{self.describe()}: sparse input ({x.layout}) is not supported by the adapter; "
                 "pass a dense tensor"
             )
+        # state=None starts from Norse's initial state, unless a loaded state is pending
+        self._call_restarted = state is None and self._loaded is None and self._last is not None
         changed = False
         if self._loaded is not None:
             if state is None:
@@ -460,7 +463,10 @@ class _NorseAdapter(NeuronAdapter):
         if self._on_step is not None:
             self._on_step(
                 NeuronObservation(
-                    s if self.multistep else s.unsqueeze(0), call.membrane, call.surrogate
+                    s if self.multistep else s.unsqueeze(0),
+                    call.membrane,
+                    call.surrogate,
+                    self._call_restarted,
                 )
             )
         return result if mask is not None else None

@@ -246,6 +246,8 @@ class _SnnTorchAdapter(NeuronAdapter):
         self._validate()
         self._prev_threshold: Tensor | None = None
         self._next_threshold: Tensor | None = None
+        self._left: Tensor | None = None  # the membrane the last call left
+        self._call_restarted = False
         self._state_function: Callable[..., Any] | None = None
         spike_fn = module.spike_grad  # validated by _validate()
         self._surrogate_of: tuple[Any, _Psi] = (spike_fn, _resolve_surrogate(spike_fn))
@@ -379,6 +381,7 @@ class _SnnTorchAdapter(NeuronAdapter):
         """The module's attributes are already as they were between calls; undo a call that
         never reached the forward hook."""
         self._end_call()
+        self._left = None
 
     def _incoming_mem(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         position = len(self._state_names)
@@ -386,17 +389,18 @@ class _SnnTorchAdapter(NeuronAdapter):
             return args[position]
         if kwargs.get("mem") is not None:
             return kwargs["mem"]
-        return self.module.mem
+        return self.module._buffers["mem"]
 
     def _pre_hook(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
         self._check_config()
+        mem = self._incoming_mem(args, kwargs)
+        self._call_restarted = self._restarted(mem, self._left)
         offset, previous = self.threshold_offset, self._prev_threshold
         if offset is not None or previous is not None:
             base = _base_threshold(module)
             x = args[0] if args else kwargs.get("input_")
-            mem = self._incoming_mem(args, kwargs)
             if previous is None or not isinstance(x, Tensor) or mem.shape != x.shape:
                 previous = base  # fresh state (snnTorch zeroes it): nothing fired before
             current = base if offset is None else base + offset
@@ -450,6 +454,7 @@ class _SnnTorchAdapter(NeuronAdapter):
         single = isinstance(output, Tensor)
         spk = output if single else output[0]
         mem = cast(Tensor, module._buffers["mem"])
+        self._left = mem
         mask = None if self.spike_mask is None else self.mask_for(spk, lambda: mem)
         if mask is not None:
             spk = spk * mask
@@ -468,6 +473,7 @@ class _SnnTorchAdapter(NeuronAdapter):
                     s.unsqueeze(0),
                     lambda: mem.unsqueeze(0),
                     lambda u: psi(u - threshold.detach()),
+                    self._call_restarted,
                 )
             )
         return output if mask is not None else None
@@ -483,6 +489,7 @@ class _SnnTorchAdapter(NeuronAdapter):
         module: Any = self.module
         module.reset_mem()
         self._prev_threshold = None
+        self._left = None
 
     def state_dict(self) -> dict[str, Tensor]:
         """Detached copies of the state attributes (and the last effective threshold, if any)."""
@@ -504,6 +511,7 @@ class _SnnTorchAdapter(NeuronAdapter):
             setattr(self.module, name, state[name].detach().clone().to(device))
         previous = state.get("previous_threshold")
         self._prev_threshold = None if previous is None else previous.detach().clone()
+        self._left = None
 
 
 class LeakyAdapter(_SnnTorchAdapter):

@@ -170,6 +170,8 @@ class SpikingJellyNeuronAdapter(NeuronAdapter):
         self._call: _Call | None = None
         self._swapped: tuple[Any, nn.Module] | None = None
         self._membrane_read = False  # a rule read u in step mode "m": keep v_seq from then on
+        self._left: Any = None  # the membrane v the last call left
+        self._call_restarted = False
         self._enabled_v_seq = False  # the adapter switched store_v_seq on (undone on uninstall)
 
     # ------------------------------------------------------------------ validation
@@ -270,11 +272,13 @@ class SpikingJellyNeuronAdapter(NeuronAdapter):
             self._enabled_v_seq = False
         self._membrane_read = False
         self._call = None
+        self._left = None
 
     def reset(self) -> None:
         """``module.reset()``: every memory back to its reset value (``v`` to a float)."""
         m: Any = self.module
         m.reset()
+        self._left = None
 
     def state_dict(self) -> dict[str, Tensor]:
         """Detached copies of every memory (``register_memory``); floats as 0-d float64."""
@@ -303,6 +307,7 @@ class SpikingJellyNeuronAdapter(NeuronAdapter):
                 memories[name] = float(value.item())
             else:
                 memories[name] = value.detach().clone()
+        self._left = None
 
     # ------------------------------------------------------------------ hooks
 
@@ -320,6 +325,7 @@ class SpikingJellyNeuronAdapter(NeuronAdapter):
         ):
             self._validate()
         x = args[0] if args else next(iter(kwargs.values()))
+        self._call_restarted = self._restarted(m._memories["v"], self._left)
         if self.detach_state:
             v = m._memories["v"]
             if isinstance(v, Tensor) and v.requires_grad:
@@ -359,6 +365,7 @@ class SpikingJellyNeuronAdapter(NeuronAdapter):
         if output is None or call is None or self._on_step is None:
             return None  # the forward raised (always_call), nothing to observe
         spikes: Tensor = output
+        self._left = module._memories["v"]  # type: ignore[index]
         v_seq = None
         if call.multi and getattr(module, "store_v_seq", False):
             v_seq = getattr(module, "v_seq", None)
@@ -379,7 +386,7 @@ class SpikingJellyNeuronAdapter(NeuronAdapter):
         def surrogate(u: Tensor) -> Tensor:
             return self._psi(call, u)
 
-        self._on_step(NeuronObservation(s, membrane, surrogate))
+        self._on_step(NeuronObservation(s, membrane, surrogate, self._call_restarted))
         return None if mask is None else result
 
     # ------------------------------------------------------------------ observation

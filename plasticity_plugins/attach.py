@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import math
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,13 @@ from torch.utils.hooks import RemovableHandle
 
 from .adapters import adapter_for, is_framework_neuron, supported_neurons
 from .adapters.base import NeuronAdapter, NeuronObservation, NeuronSpec, eager_hook
-from .errors import AttachError, InputError, StateError, UnsupportedModuleError
+from .errors import (
+    AttachError,
+    InputError,
+    SequenceResetWarning,
+    StateError,
+    UnsupportedModuleError,
+)
 from .kernels.synapse import input_vjp
 from .rules.base import (
     SYNAPSE_TYPES,
@@ -374,6 +381,7 @@ class AttachHandle:
         #: The latest output of each neuron with a gradient rule and no spike mask: 0/1 spikes,
         #: finite, so a synapse fed with one skips the NaN check (cleared by backward / reset).
         self._spike_outputs: dict[str, Tensor] = {}
+        self._warned_restart: set[str] = set()
         #: > 0 while handle.backward runs autograd (the spike leaves' hooks then stay quiet).
         self._in_backward = 0
         self._gradient_pairs = [p for p in pairs if p.gradient]
@@ -550,6 +558,16 @@ class AttachHandle:
                 return
             self._refuse_unscaled_autocast(observation.s)
             first_step = self._steps_done[neuron_name]
+            if observation.restarted and first_step and neuron_name not in self._warned_restart:
+                self._warned_restart.add(neuron_name)
+                warnings.warn(
+                    f"{neuron_name}: the neuron restarted from its initial state (the "
+                    "framework's own reset, or a fresh state passed in) but the rules kept "
+                    f"their traces of the {first_step} step(s) before; call handle.reset() at "
+                    "the start of every sequence, which resets both (warned once per neuron)",
+                    SequenceResetWarning,
+                    stacklevel=2,
+                )
             for pair in self._by_neuron[neuron_name]:
                 x = pair.pending_input
                 if x is None:

@@ -37,6 +37,13 @@ class StateError(PlasticityError, RuntimeError):
     """A call at the wrong moment: a step before reset, a sequence whose batch size changed."""
 
 
+class SequenceResetWarning(UserWarning):
+    """A neuron restarted from its initial state (the framework's own reset, a fresh state
+    passed in) while the rules of a handle still carried traces: ``handle.reset()`` resets
+    both. Filter it (``warnings.filterwarnings("ignore", category=SequenceResetWarning)``)
+    where traces are meant to run on across the neurons' resets."""
+
+
 def require_framework(name: str, extra: str | None = None) -> ModuleType:
     """Import a framework by name or raise :class:`MissingFrameworkError` naming the extra.
 

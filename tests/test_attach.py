@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -17,7 +18,13 @@ from stdp_reference import conv2d_loop_reference, linear_loop_reference
 from torch import nn
 
 import plasticity_plugins
-from plasticity_plugins import AttachError, InputError, StateError, UnsupportedModuleError
+from plasticity_plugins import (
+    AttachError,
+    InputError,
+    SequenceResetWarning,
+    StateError,
+    UnsupportedModuleError,
+)
 from plasticity_plugins.kernels.synapse import ConvGeometry
 from plasticity_plugins.kernels.traces import decay_factor
 from plasticity_plugins.networks import matched_lif
@@ -578,13 +585,71 @@ def test_steps_of_a_sequence_are_checked_for_nan_once_and_a_nan_step_is_refused(
     handle.detach()
 
 
+@pytest.mark.parametrize(
+    ("framework", "multistep"),
+    [("snntorch", False), ("spikingjelly", False), ("spikingjelly", True), ("norse", False)],
+)
+def test_a_neuron_reset_outside_the_handle_warns_once(framework, multistep):
+    """The framework's own reset (snnTorch reset_mem, SpikingJelly reset_net, Norse state=None)
+    restarts the neuron but not the rules' traces: one SequenceResetWarning per neuron. Steps
+    that continue (also after handle.reset() or a loaded state) do not warn."""
+    import norse.torch as norse
+    from spikingjelly.activation_based import functional
+
+    torch.manual_seed(0)
+    synapse = nn.Linear(5, 4)
+    neuron = matched_lif(framework, multistep)
+    net = (
+        norse.SequentialState(synapse, neuron)
+        if framework == "norse"
+        else nn.Sequential(synapse, neuron)
+    )
+    handle = plasticity_plugins.attach(net, STDP())
+    x = spikes(2, 3, 2, 5, p=0.5)  # two sequences of three steps
+
+    def sequence(steps, state=None, framework_reset=False):
+        if framework_reset and framework == "snntorch":
+            neuron.reset_mem()
+        elif framework_reset and framework == "spikingjelly":
+            functional.reset_net(net)
+        with torch.no_grad():
+            if multistep:
+                net(steps)
+            for x_t in [] if multistep else steps:
+                if framework == "norse":
+                    _, state = net(x_t, state)  # state=None: Norse's initial state
+                else:
+                    net(x_t)
+        return state
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SequenceResetWarning)
+        handle.reset()
+        state = sequence(x[0], framework_reset=True)
+        state = sequence(x[1], state)  # continues
+        saved = handle.state_dict()
+        handle.reset()
+        sequence(x[1], framework_reset=True)
+        handle.load_state_dict(saved)
+        sequence(x[1], state if framework == "norse" else None)
+    with pytest.warns(SequenceResetWarning, match=r"1: the neuron restarted.*handle.reset\(\)"):
+        sequence(x[0], framework_reset=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SequenceResetWarning)
+        sequence(x[1], framework_reset=True)  # once per neuron
+    handle.detach()
+
+
 def test_batch_size_change_without_reset_is_refused():
     net = nn.Sequential(nn.Linear(4, 3), leaky())
     handle = plasticity_plugins.attach(net, STDP())
     with torch.no_grad():
         net(torch.ones(2, 4))
         net[1].reset_mem()  # the framework's own reset leaves the rule's traces as they were
-        with pytest.raises(StateError, match=r"handle.reset\(\)"):
+        with (
+            pytest.warns(SequenceResetWarning, match="'1'|1: the neuron restarted"),
+            pytest.raises(StateError, match=r"handle.reset\(\)"),
+        ):
             net(torch.ones(3, 4))
         handle.reset()
         net(torch.ones(3, 4))
