@@ -395,8 +395,11 @@ class _SnnTorchAdapter(NeuronAdapter):
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
         self._check_config()
-        mem = self._incoming_mem(args, kwargs)
-        self._call_restarted = self._restarted(mem, self._left)
+        # init_hidden=True, called as module(x): the state is the buffer (the common case, fast)
+        plain_call = len(args) == 1 and not kwargs
+        mem = module._buffers["mem"] if plain_call else self._incoming_mem(args, kwargs)
+        left = self._left
+        self._call_restarted = mem is not left and self._restarted(mem, left)
         offset, previous = self.threshold_offset, self._prev_threshold
         if offset is not None or previous is not None:
             base = _base_threshold(module)

@@ -325,7 +325,8 @@ class SpikingJellyNeuronAdapter(NeuronAdapter):
         ):
             self._validate()
         x = args[0] if args else next(iter(kwargs.values()))
-        self._call_restarted = self._restarted(m._memories["v"], self._left)
+        v, left = m._memories["v"], self._left
+        self._call_restarted = v is not left and self._restarted(v, left)
         if self.detach_state:
             v = m._memories["v"]
             if isinstance(v, Tensor) and v.requires_grad:
