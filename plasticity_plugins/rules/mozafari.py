@@ -18,8 +18,8 @@ from ..kernels.competition import (
 )
 from ..kernels.stdp import WeightDependence, first_spike_stdp_accumulate_
 from ._reward import RewardInbox
-from .base import PairView, RuleState, UpdateSink, conv_geometry
-from .stdp import WeightDependent, sequence_state
+from .base import PairView, RuleState, UpdateSink, conv_geometry, sequence_state
+from .stdp import WeightDependent
 
 
 class _Rates:

@@ -15,8 +15,8 @@ from ..kernels.stdp import (
 )
 from ..kernels.traces import TraceKind, decay_factor, trace_sequence
 from ._reward import RewardInbox
-from .base import PairView, RuleState, UpdateSink, conv_geometry
-from .stdp import WeightBounds, check_taus, check_trace, sequence_state
+from .base import PairView, RuleState, UpdateSink, conv_geometry, sequence_state
+from .stdp import WeightBounds, check_taus, check_trace
 
 _TERMS = tuple(f"pending_{name}" for name in STDPTerms._fields)
 _LAST = tuple(f"last_{name}" for name in STDPTerms._fields)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..errors import StateError
 from ..kernels.stdp import (
     WEIGHT_DEPENDENCES,
     WeightDependence,
@@ -20,7 +19,7 @@ from ..kernels.stdp import (
     weight_factors,
 )
 from ..kernels.traces import TraceKind, decay_factor
-from .base import LocalRule, PairView, RuleState, conv_geometry
+from .base import LocalRule, PairView, RuleState, conv_geometry, sequence_state
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,42 +112,6 @@ def check_trace(rule: object, kind: str) -> None:
         raise ValueError(
             f"{type(rule).__name__}: trace must be 'all_to_all' or 'nearest', got {kind!r}"
         )
-
-
-def sequence_state(
-    view: PairView, state: RuleState, wanted: dict[str, tuple[Tensor, float | bool]], rule: str
-) -> dict[str, Tensor]:
-    """The state entries of the running sequence, created when absent.
-
-    Args:
-        view: the call (for messages).
-        state: the pair's state.
-        wanted: ``{name: (sequence, fill)}`` with one of the call's time-first sequences
-            ``[T, B, *features]``: an entry absent from ``state`` is created as one step of it
-            filled with ``fill`` (bool when ``fill`` is a bool); a stored entry whose shape
-            differs from one step's (a new batch size without ``handle.reset()``) raises
-            :class:`StateError`.
-        rule: the rule's name, for messages.
-
-    Returns:
-        ``{name: tensor}`` (new entries are not written to ``state``).
-    """
-    out = {}
-    for key, (sequence, fill) in wanted.items():
-        stored = state.get(key)
-        if stored is None:
-            dtype = torch.bool if isinstance(fill, bool) else None
-            out[key] = torch.full_like(sequence[0], fill, dtype=dtype)
-        elif stored.shape != sequence.shape[1:]:
-            raise StateError(
-                f"{rule} on {view.name}: this call needs {key} of shape "
-                f"{tuple(sequence.shape[1:])} but the running sequence has "
-                f"{tuple(stored.shape)}; call handle.reset() before a sequence with another "
-                "batch size or input size (or after loading a state saved from another model)"
-            )
-        else:
-            out[key] = stored
-    return out
 
 
 @dataclass(frozen=True)

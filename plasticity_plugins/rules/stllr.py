@@ -12,8 +12,7 @@ from torch import Tensor
 from ..errors import InputError, StateError
 from ..kernels.synapse import outer_accumulate_
 from ..kernels.traces import trace_sequence
-from .base import GradientRule, PairView, RuleState, conv_geometry, pair_seed
-from .stdp import sequence_state
+from .base import GradientRule, PairView, RuleState, conv_geometry, pair_seed, sequence_state
 
 PsiKind = Literal["framework", "linear", "conv", "sigmoid"]
 

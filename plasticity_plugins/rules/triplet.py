@@ -8,8 +8,8 @@ from torch import Tensor
 
 from ..kernels.stdp import TripletTraces, triplet_stdp_accumulate_
 from ..kernels.traces import TraceKind, decay_factor
-from .base import PairView, RuleState, conv_geometry
-from .stdp import WeightDependent, check_taus, check_trace, sequence_state
+from .base import PairView, RuleState, conv_geometry, sequence_state
+from .stdp import WeightDependent, check_taus, check_trace
 
 
 @dataclass(frozen=True)
