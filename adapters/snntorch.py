@@ -398,8 +398,7 @@ class _SnnTorchAdapter(NeuronAdapter):
         # init_hidden=True, called as module(x): the state is the buffer (the common case, fast)
         plain_call = len(args) == 1 and not kwargs
         mem: Any = module._buffers["mem"] if plain_call else self._incoming_mem(args, kwargs)
-        left = self._left
-        self._call_restarted = mem is not left and self._restarted(mem, left)
+        self._call_restarted = self._restarted(mem, self._left)
         offset, previous = self.threshold_offset, self._prev_threshold
         if offset is not None or previous is not None:
             base = _base_threshold(module)

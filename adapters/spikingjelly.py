@@ -325,10 +325,9 @@ class SpikingJellyNeuronAdapter(NeuronAdapter):
         ):
             self._validate()
         x = args[0] if args else next(iter(kwargs.values()))
-        v, left = m._memories["v"], self._left
-        self._call_restarted = v is not left and self._restarted(v, left)
+        v = m._memories["v"]
+        self._call_restarted = self._restarted(v, self._left)
         if self.detach_state:
-            v = m._memories["v"]
             if isinstance(v, Tensor) and v.requires_grad:
                 m._memories["v"] = v.detach()
         multi = mode == "m"

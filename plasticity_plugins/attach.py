@@ -396,13 +396,12 @@ class AttachHandle:
             id(param) for p in self._gradient_pairs for param in p.adapter.module.parameters()
         }
         for pair in pairs:
+            _CopyRefusal.install(pair.synapse, pair.synapse_name)
             self._hooks.append(pair.synapse.register_forward_pre_hook(self._synapse_pre_hook(pair)))
             if pair.route.needs_record or pair.gradient:
                 self._hooks.append(
                     pair.synapse.register_forward_hook(self._synapse_hook(pair), always_call=True)
                 )
-        for pair in pairs:
-            _CopyRefusal.install(pair.synapse, pair.synapse_name)
         for name, adapter in adapters.items():
             _CopyRefusal.install(adapter.module, name)
             adapter.detach_state = any(p.rule.detach_neuron_state for p in self._by_neuron[name])
