@@ -163,7 +163,9 @@ def eager_hook(hook: _HookFn) -> _HookFn:
 
     Uncompiled, the hook itself runs (~0.2 us more per call): :func:`torch.compiler.disable`
     is only entered under compilation, because switching the frame evaluation at every call
-    costs several microseconds per step. Every forward (pre-)hook the library registers is one.
+    costs several microseconds per step; its copy of the hook is made there too, so that a
+    process that never compiles does not import ``torch._dynamo`` (~2 s). Every forward
+    (pre-)hook the library registers is one.
 
     Example:
         >>> calls = []
@@ -174,13 +176,15 @@ def eager_hook(hook: _HookFn) -> _HookFn:
         >>> calls
         [1, 1]
     """
-    skipped = torch.compiler.disable(hook)
     is_compiling = torch.compiler.is_compiling
+    skipped: list[_HookFn] = []  # the disabled copy, made on first use (it imports dynamo)
 
     @functools.wraps(hook)
     def run(*args: Any, **kwargs: Any) -> Any:
         if is_compiling():  # constant True while dynamo traces: a graph break, then eager
-            return skipped(*args, **kwargs)
+            if not skipped:
+                skipped.append(torch.compiler.disable(hook))
+            return skipped[0](*args, **kwargs)
         return hook(*args, **kwargs)
 
     return run

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import io
 import pickle
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -514,6 +516,27 @@ def test_a_compiled_model_learns_exactly_as_the_uncompiled_one(rule):
     assert len(got) == len(expected) > 0
     for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_learning_without_compiling_does_not_import_dynamo():
+    """The hooks' compile-time copies are made when dynamo traces them: a model that is never
+    compiled does not pay torch._dynamo's import (~2 s) for them."""
+    script = (
+        "import sys, torch, snntorch, plasticity_plugins\n"
+        "from plasticity_plugins.adapters import norse, snntorch as a, spikingjelly\n"
+        "from plasticity_plugins.rules import STDP\n"
+        "net = torch.nn.Sequential(torch.nn.Linear(4, 3), snntorch.Leaky(0.9, init_hidden=True))\n"
+        "handle = plasticity_plugins.attach(net, STDP())\n"
+        "with torch.no_grad():\n"
+        "    net(torch.ones(2, 4))\n"
+        "assert net[0].weight.grad is not None\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 def test_attaching_twice_is_refused():
