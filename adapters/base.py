@@ -26,7 +26,6 @@ import abc
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -113,6 +112,9 @@ class NeuronObservation:
             adapter's own reset or load.
     """
 
+    # slots and hand-written caches: one observation is made per neuron and time step
+    __slots__ = ("_membrane", "_psi", "_surrogate", "_u", "restarted", "s")
+
     def __init__(
         self,
         s: Tensor,
@@ -124,16 +126,24 @@ class NeuronObservation:
         self._membrane = membrane
         self._surrogate = surrogate
         self.restarted = restarted
+        self._u: Tensor | None = None
+        self._psi: Tensor | None = None
 
-    @cached_property
+    @property
     def u(self) -> Tensor:
         """Pre-reset membrane potential, detached."""
-        return self._membrane().detach()
+        u = self._u
+        if u is None:
+            u = self._u = self._membrane().detach()
+        return u
 
-    @cached_property
+    @property
     def psi(self) -> Tensor:
         """Surrogate derivative ``dS/du`` evaluated at :attr:`u`, detached."""
-        return self._surrogate(self.u).detach()
+        psi = self._psi
+        if psi is None:
+            psi = self._psi = self._surrogate(self.u).detach()
+        return psi
 
 
 def surrogate_by_autograd(spike_fn: Callable[[Tensor], Tensor], centred: Tensor) -> Tensor:

@@ -59,6 +59,9 @@ constexpr int64_t kChunk = 64;  // columns per pass over a block's rows (both te
 // above this fraction of spikes in its spike factor, a term is computed as a dense product
 // (measured crossover on an AVX2 CPU: 20-30 %)
 constexpr double kDenseFraction = 0.2;
+// below this many entries in a step's two spike maps, their lists are built by one thread (waking
+// a second one costs more than the scan)
+constexpr int64_t kParallelListEntries = 4096;
 
 // A nonzero spike of a row-major [B, n] map: its sample and its value times the term's scale.
 template <typename scalar_t>
@@ -233,9 +236,11 @@ void run(scalar_t* acc, const scalar_t* pre, const scalar_t* pre_trace, const sc
          scalar_t anti_scale) {
   const bool causal = causal_scale != scalar_t(0), anti = anti_scale != scalar_t(0);
   const PaddedRows<scalar_t> post_trace_rows(post_trace, anti ? batch : 0, out);
-  // the two spike lists are built side by side (each a serial scan of its map)
+  // the two spike lists are built side by side (each a serial scan of its map) when they are
+  // long enough to repay a second thread
   std::optional<ByPosition<scalar_t>> pre_list, post_list;
-  at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
+  const int64_t list_grain = batch * (in + out) >= kParallelListEntries ? 1 : 2;
+  at::parallel_for(0, 2, list_grain, [&](int64_t begin, int64_t end) {
     for (int64_t list = begin; list < end; ++list) {
       if (list == 0)
         pre_list.emplace(pre, anti ? batch : 0, in, anti_scale);

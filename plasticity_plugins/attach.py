@@ -132,12 +132,14 @@ class _SequenceCheck:
         return self._finite
 
 
-_ANY_AUTOCAST = getattr(torch._C, "_is_any_autocast_enabled", None)
+def _autocast_unknown() -> bool:
+    return True  # this torch cannot say cheaply: the per-device check decides
 
 
-def _any_autocast_enabled() -> bool:
-    """Whether autocast is on for any device type (one cheap call; checked at every step)."""
-    return True if _ANY_AUTOCAST is None else bool(_ANY_AUTOCAST())
+#: Whether autocast is on for any device type: one C call, made at every step.
+_any_autocast_enabled: Callable[[], bool] = getattr(
+    torch._C, "_is_any_autocast_enabled", _autocast_unknown
+)
 
 
 def _feature_rank(synapse: nn.Module) -> int:
@@ -442,6 +444,8 @@ class AttachHandle:
         weight = pair.synapse.weight
         bias = getattr(pair.synapse, "bias", None)
         assert isinstance(weight, Tensor)
+        spike_outputs = self._spike_outputs  # cleared in place, never replaced
+        covers = pair.sequence_check.covers
 
         @eager_hook
         def hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -465,12 +469,15 @@ class AttachHandle:
                 )
             # The spikes a neuron of this handle just produced are 0/1: no check needed; a step
             # of a sequence already checked as a whole neither.
-            finite = any(x is out for out in self._spike_outputs.values())
-            if not finite and not pair.sequence_check.covers(x) and not _all_finite(x):
-                raise InputError(
-                    f"{pair.synapse_name}: input of shape {tuple(x.shape)} contains NaN or inf; "
-                    "plastic synapses need finite inputs"
-                )
+            for out in spike_outputs.values():
+                if x is out:
+                    break
+            else:
+                if not covers(x) and not _all_finite(x):
+                    raise InputError(
+                        f"{pair.synapse_name}: input of shape {tuple(x.shape)} contains NaN or "
+                        "inf; plastic synapses need finite inputs"
+                    )
             pair.pending_input = x.detach() if x.requires_grad else x
             if pair.gradient and torch.is_grad_enabled():
                 # Cut the graph here: layers meet only through the rule's own learning signal.
@@ -552,11 +559,16 @@ class AttachHandle:
         return hook
 
     def _neuron_callback(self, neuron_name: str) -> Callable[[NeuronObservation], None]:
+        pairs = self._by_neuron[neuron_name]
+        steps_done = self._steps_done  # reset in place, never replaced
+        run_rule = self._run_rule
+
         def on_step(observation: NeuronObservation) -> None:
             if self._paused:
                 return
-            self._refuse_unscaled_autocast(observation.s)
-            first_step = self._steps_done[neuron_name]
+            if _any_autocast_enabled():
+                self._refuse_unscaled_autocast(observation.s)
+            first_step = steps_done[neuron_name]
             if observation.restarted and first_step and neuron_name not in self._warned_restart:
                 self._warned_restart.add(neuron_name)
                 warnings.warn(
@@ -567,22 +579,18 @@ class AttachHandle:
                     SequenceResetWarning,
                     stacklevel=2,
                 )
-            for pair in self._by_neuron[neuron_name]:
+            for pair in pairs:
                 x = pair.pending_input
                 if x is None:
                     continue  # the synapse did not run since the last step (e.g. first step)
                 pair.pending_input = None
-                self._run_rule(pair, x, observation, first_step)
-            self._steps_done[neuron_name] = first_step + observation.s.shape[0]
+                run_rule(pair, x, observation, first_step)
+            steps_done[neuron_name] = first_step + observation.s.shape[0]
 
         return on_step
 
     def _refuse_unscaled_autocast(self, spikes: Tensor) -> None:
-        if (
-            self._sink.grad_scaler is None
-            and _any_autocast_enabled()
-            and torch.is_autocast_enabled(spikes.device.type)
-        ):
+        if self._sink.grad_scaler is None and torch.is_autocast_enabled(spikes.device.type):
             raise AttachError(
                 "autocast is active but attach() got no grad_scaler: local updates are written "
                 "into .grad outside backward, and a GradScaler would unscale them by ~65536. "
@@ -654,7 +662,8 @@ class AttachHandle:
             pair.pending_input = None
             pair.input_in_graph = None
             pair.view = None
-        self._steps_done = dict.fromkeys(self._steps_done, 0)
+        for name in self._steps_done:
+            self._steps_done[name] = 0
         self._total_steps = steps
         self._live_spikes.clear()
         self._spike_outputs.clear()

@@ -3,6 +3,7 @@ the environment switches skip the build."""
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -41,6 +42,20 @@ def test_build_failure_warns_once_and_the_switch_skips_the_build(
     monkeypatch.setenv(f"PLASTICITY_PLUGINS_{device}_EXT", "0")
     assert load(f"plasticity_plugins_test_other_{device.lower()}", sources) is False
     assert calls == [broken]
+
+
+@pytest.mark.parametrize("value", [None, "", "0", " Off ", "1", "yes", "caf\u00e9"])
+def test_the_switches_read_the_environment_as_os_environ_does(monkeypatch, value):
+    """The fast read of the switches (no KeyError for an unset name) sees what os.environ sees,
+    also after a change in the same process."""
+    name = "PLASTICITY_PLUGINS_CPU_EXT"
+    if value is None:
+        monkeypatch.delenv(name, raising=False)
+    else:
+        monkeypatch.setenv(name, value)
+    assert _extension_build._environment_value(name) == os.environ.get(name) == value
+    expected = value is None or value.strip().lower() not in ("0", "false", "no", "off")
+    assert _extension_build.cpu_ext_enabled() is expected
 
 
 def test_a_first_build_says_why_the_caller_waits(monkeypatch, tmp_path, capsys):

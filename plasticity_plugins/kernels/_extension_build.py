@@ -51,7 +51,18 @@ _LOCK = threading.Lock()
 
 
 def _flag_set(variable: str) -> bool:
-    return os.environ.get(variable, "1").strip().lower() not in ("0", "false", "no", "off")
+    value = _environment_value(variable)  # read at every call of an op (tests switch it)
+    return value is None or value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def _environment_value(variable: str) -> str | None:
+    """``os.environ.get(variable)``, without the KeyError that ``os.environ`` raises and catches
+    for an unset name (~1 us; these flags are read at every step, and are usually unset)."""
+    data = getattr(os.environ, "_data", None)  # CPython's os._Environ: {encoded: encoded}
+    if not isinstance(data, dict):
+        return os.environ.get(variable)
+    value = data.get(os.environ.encodekey(variable))
+    return None if value is None else str(os.environ.decodevalue(value))
 
 
 def cuda_ext_enabled() -> bool:

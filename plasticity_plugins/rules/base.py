@@ -58,9 +58,10 @@ class UpdateSink:
             if param not in self._pending:
                 self._pending[param] = torch.zeros_like(param)
             return self._pending[param]
-        if param.grad is None:
-            param.grad = torch.zeros_like(param)
-        return param.grad
+        grad = param.grad
+        if grad is None:
+            grad = param.grad = torch.zeros_like(param)
+        return grad
 
     def sync(self) -> None:
         """Average pending updates across ranks and add them to ``.grad`` (no-op otherwise)."""
@@ -99,6 +100,20 @@ class PairView:
         adapter: the neuron's adapter, for rules that write to the neuron (a threshold offset,
             a spike mask); None where the caller does not provide it.
     """
+
+    # slots: one view is made per pair and time step
+    __slots__ = (
+        "_spec",
+        "adapter",
+        "first_step",
+        "name",
+        "neuron",
+        "sink",
+        "synapse",
+        "to_synapse_output",
+        "total_steps",
+        "x",
+    )
 
     def __init__(
         self,
