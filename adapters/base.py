@@ -99,21 +99,25 @@ class NeuronSpec:
 class NeuronObservation:
     """What one forward call of a neuron module produced, time-first ``[T, B, *features]``.
 
-    ``u`` and ``psi`` are evaluated on first access and cached.
+    ``u`` and ``psi`` are evaluated on first access and cached; so is ``s`` of a one-step
+    observation (its ``[1, B, *features]`` view: a rule that reads no spikes does not pay for
+    the view at every step).
 
     Args:
-        s: output spikes (after any spike mask), ``[T, B, *features]``.
-        membrane: computes the pre-reset membrane ``u`` with the shape of ``s``.
+        s: output spikes (after any spike mask), ``[T, B, *features]``, or the one step
+            ``[B, *features]`` of a single-step call with ``one_step=True``.
+        membrane: computes the pre-reset membrane ``u``, ``[T, B, *features]``.
         surrogate: maps ``u`` to the surrogate derivative ``psi`` (threshold offset included).
         restarted: the call did not continue from the state the module's previous call left:
             the framework reset it (SpikingJelly ``functional.reset_net``, snnTorch
             ``reset_mem`` / ``utils.reset``) or a fresh state was passed in (Norse
             ``state=None``, snnTorch ``init_leaky()``). False on the first call after the
             adapter's own reset or load.
+        one_step: ``s`` is one step without its time axis.
     """
 
     # slots and hand-written caches: one observation is made per neuron and time step
-    __slots__ = ("_membrane", "_psi", "_surrogate", "_u", "restarted", "s")
+    __slots__ = ("_membrane", "_one_step", "_psi", "_s", "_spikes", "_surrogate", "_u", "restarted")
 
     def __init__(
         self,
@@ -121,13 +125,35 @@ class NeuronObservation:
         membrane: Callable[[], Tensor],
         surrogate: Callable[[Tensor], Tensor],
         restarted: bool = False,
+        *,
+        one_step: bool = False,
     ) -> None:
-        self.s = s
+        self._spikes = s
+        self._one_step = one_step
+        self._s = None if one_step else s
         self._membrane = membrane
         self._surrogate = surrogate
         self.restarted = restarted
         self._u: Tensor | None = None
         self._psi: Tensor | None = None
+
+    @property
+    def s(self) -> Tensor:
+        """Output spikes, ``[T, B, *features]``."""
+        s = self._s
+        if s is None:
+            s = self._s = self._spikes.unsqueeze(0)
+        return s
+
+    @property
+    def steps(self) -> int:
+        """Number of time steps in the call (``T``)."""
+        return 1 if self._one_step else int(self._spikes.shape[0])
+
+    @property
+    def batch(self) -> int:
+        """Batch size (``B``)."""
+        return int(self._spikes.shape[0 if self._one_step else 1])
 
     @property
     def u(self) -> Tensor:

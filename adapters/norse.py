@@ -463,10 +463,11 @@ class _NorseAdapter(NeuronAdapter):
         if self._on_step is not None:
             self._on_step(
                 NeuronObservation(
-                    s if self.multistep else s.unsqueeze(0),
+                    s,
                     call.membrane,
                     call.surrogate,
                     self._call_restarted,
+                    one_step=not self.multistep,
                 )
             )
         return result if mask is not None else None

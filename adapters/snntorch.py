@@ -472,10 +472,11 @@ class _SnnTorchAdapter(NeuronAdapter):
         if self._on_step is not None:
             self._on_step(
                 NeuronObservation(
-                    s.unsqueeze(0),
+                    s,
                     lambda: mem.unsqueeze(0),
                     lambda u: psi(u - threshold.detach()),
                     self._call_restarted,
+                    one_step=True,
                 )
             )
         return output if mask is not None else None

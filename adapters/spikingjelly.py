@@ -380,13 +380,13 @@ class SpikingJellyNeuronAdapter(NeuronAdapter):
         mask = self.mask_for(spikes, membrane)
         result = spikes if mask is None else spikes * mask
         s = result.detach() if result.requires_grad else result
-        if not call.multi:
-            s = s.unsqueeze(0)
 
         def surrogate(u: Tensor) -> Tensor:
             return self._psi(call, u)
 
-        self._on_step(NeuronObservation(s, membrane, surrogate, self._call_restarted))
+        self._on_step(
+            NeuronObservation(s, membrane, surrogate, self._call_restarted, one_step=not call.multi)
+        )
         return None if mask is None else result
 
     # ------------------------------------------------------------------ observation

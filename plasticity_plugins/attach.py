@@ -585,7 +585,7 @@ class AttachHandle:
                     continue  # the synapse did not run since the last step (e.g. first step)
                 pair.pending_input = None
                 run_rule(pair, x, observation, first_step)
-            steps_done[neuron_name] = first_step + observation.s.shape[0]
+            steps_done[neuron_name] = first_step + observation.steps
 
         return on_step
 
@@ -601,20 +601,22 @@ class AttachHandle:
     def _run_rule(
         self, pair: _Pair, x: Tensor, observation: NeuronObservation, first_step: int
     ) -> None:
-        spikes = observation.s
-        steps, batch = spikes.shape[:2]
-        rank = pair.rank
-        if x.dim() == rank + 1:
+        steps, batch = observation.steps, observation.batch
+        one_step = False
+        if x.dim() == pair.rank + 1:
             if x.shape[0] != steps * batch:
                 raise InputError(
                     f"{pair.name}: synapse input {tuple(x.shape)} does not match the neuron's "
-                    f"output {tuple(spikes.shape)} (T={steps}, B={batch})"
+                    f"output {tuple(observation.s.shape)} (T={steps}, B={batch})"
                 )
-            x = x.unsqueeze(0) if steps == 1 else x.reshape(steps, batch, *x.shape[1:])
-        elif x.shape[:2] != spikes.shape[:2]:
+            if steps == 1:
+                one_step = True  # the view adds the time axis if a rule reads x
+            else:
+                x = x.reshape(steps, batch, *x.shape[1:])
+        elif x.shape[0] != steps or x.shape[1] != batch:
             raise InputError(
                 f"{pair.name}: synapse input {tuple(x.shape)} and neuron output "
-                f"{tuple(spikes.shape)} disagree on [T, B]"
+                f"{tuple(observation.s.shape)} disagree on [T, B]"
             )
         view = PairView(  # positional: built at every call of every pair
             pair.name,
@@ -627,6 +629,7 @@ class AttachHandle:
             first_step,
             self._total_steps,
             pair.adapter,
+            one_step,
         )
         pair.rule.step(view, pair.state)
         if pair.gradient:

@@ -518,6 +518,52 @@ def test_a_compiled_model_learns_exactly_as_the_uncompiled_one(rule):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
+class StatefulNet(nn.Module):
+    """A synapse and a single-step neuron that keeps its state across calls (Norse's state is
+    threaded through here; the other frameworks keep theirs in the module)."""
+
+    def __init__(self, synapse: nn.Module, neuron: nn.Module) -> None:
+        super().__init__()
+        self.synapse, self.neuron = synapse, neuron
+        self.state = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = (
+            self.neuron(self.synapse(x), self.state)
+            if self.state is not None
+            else self.neuron(self.synapse(x))
+        )
+        if isinstance(out, tuple):  # Norse: (spikes, state)
+            out, self.state = out
+        return out
+
+
+class KeepViews(LocalRule):
+    def step(self, view: PairView, state: RuleState) -> None:
+        state.setdefault("views", []).append(view)
+
+
+@pytest.mark.parametrize("framework", ["snntorch", "spikingjelly", "norse"])
+def test_a_single_step_call_gives_time_first_views_of_its_tensors(framework):
+    """A single-step call hands its step to the rule without a time axis; the view adds it on
+    first access, once: x and s are [1, B, n] views of exactly the call's input and output."""
+    net = StatefulNet(nn.Linear(5, 3), matched_lif(framework))
+    handle = plasticity_plugins.attach(net, KeepViews())
+    x = spikes(4, 5, p=0.5)
+    with torch.no_grad():
+        out = net(x)
+        net(x)
+    views = handle._pairs[0].state["views"]
+    assert [v.first_step for v in views] == [0, 1]
+    view = views[0]
+    assert view.steps == 1 and view.neuron.steps == 1 and view.neuron.batch == 4
+    assert view.x.shape == (1, 4, 5) and view.x.data_ptr() == x.data_ptr()
+    assert view.x is view.x and view.neuron.s is view.neuron.s
+    torch.testing.assert_close(view.neuron.s, out.unsqueeze(0).to(view.neuron.s.dtype))
+    assert view.neuron.u.shape == view.neuron.psi.shape == (1, 4, 3)
+    handle.detach()
+
+
 def test_learning_without_compiling_does_not_import_dynamo():
     """The hooks' compile-time copies are made when dynamo traces them: a model that is never
     compiled does not pay torch._dynamo's import (~2 s) for them."""

@@ -89,7 +89,8 @@ class PairView:
         spec: the neuron's :class:`NeuronSpec` (given, or read on first access from a
             zero-argument callable such as ``lambda: adapter.spec``: rules that never read it
             do not pay for it at every step).
-        x: pre-synaptic input, time-first ``[T, B, *in]``.
+        x: pre-synaptic input, time-first ``[T, B, *in]`` (given as the one step ``[B, *in]``
+            with ``one_step=True``: the view with its time axis is made on first access).
         neuron: the neuron's observation (``s``, ``u``, ``psi``, ``[T, B, *features]``).
         to_synapse_output: maps a ``[T, B, *features]`` tensor in the neuron's layout to the
             synapse's output layout ``[T, B, *out]`` (reshape through Flatten; through pooling,
@@ -99,11 +100,15 @@ class PairView:
         total_steps: the sequence length given to ``handle.reset(steps=...)``, else None.
         adapter: the neuron's adapter, for rules that write to the neuron (a threshold offset,
             a spike mask); None where the caller does not provide it.
+        one_step: ``x`` is given without its time axis (a single-step call).
     """
 
     # slots: one view is made per pair and time step
     __slots__ = (
+        "_input",
+        "_one_step",
         "_spec",
+        "_x",
         "adapter",
         "first_step",
         "name",
@@ -112,7 +117,6 @@ class PairView:
         "synapse",
         "to_synapse_output",
         "total_steps",
-        "x",
     )
 
     def __init__(
@@ -127,11 +131,14 @@ class PairView:
         first_step: int = 0,
         total_steps: int | None = None,
         adapter: NeuronAdapter | None = None,
+        one_step: bool = False,
     ) -> None:
         self.name = name
         self.synapse = synapse
         self._spec = spec
-        self.x = x
+        self._input = x
+        self._one_step = one_step
+        self._x = None if one_step else x
         self.neuron = neuron
         self.to_synapse_output = to_synapse_output
         self.sink = sink
@@ -147,9 +154,17 @@ class PairView:
         return self._spec
 
     @property
+    def x(self) -> Tensor:
+        """Pre-synaptic input, ``[T, B, *in]``."""
+        x = self._x
+        if x is None:
+            x = self._x = self._input.unsqueeze(0)
+        return x
+
+    @property
     def steps(self) -> int:
         """Number of time steps in this call (``T``)."""
-        return int(self.x.shape[0])
+        return 1 if self._one_step else int(self._input.shape[0])
 
     def __repr__(self) -> str:
         return f"PairView({self.name!r}, x={tuple(self.x.shape)}, first_step={self.first_step})"
