@@ -212,7 +212,8 @@ def eager_hook(hook: _HookFn) -> _HookFn:
         >>> calls
         [1, 1]
     """
-    is_compiling = torch.compiler.is_compiling
+    # False uncompiled, constant True while dynamo traces (one call, where is_compiling makes two)
+    is_compiling = getattr(torch.compiler, "is_dynamo_compiling", torch.compiler.is_compiling)
     skipped: list[_HookFn] = []  # the disabled copy, made on first use (it imports dynamo)
 
     @functools.wraps(hook)
