@@ -56,6 +56,9 @@ def test_the_switches_read_the_environment_as_os_environ_does(monkeypatch, value
     assert _extension_build._environment_value(name) == os.environ.get(name) == value
     expected = value is None or value.strip().lower() not in ("0", "false", "no", "off")
     assert _extension_build.cpu_ext_enabled() is expected
+    library = (_extension_build.CPU_LIBRARY, _extension_build.CPU_SOURCES)
+    assert _extension_build.cpu_ops_available() is _extension_build.load_cpu_ops(*library)
+    assert expected or not _extension_build.cpu_ops_available()
 
 
 def test_a_first_build_says_why_the_caller_waits(monkeypatch, tmp_path, capsys):

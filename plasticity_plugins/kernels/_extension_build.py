@@ -61,8 +61,14 @@ def _environment_value(variable: str) -> str | None:
     data = getattr(os.environ, "_data", None)  # CPython's os._Environ: {encoded: encoded}
     if not isinstance(data, dict):
         return os.environ.get(variable)
-    value = data.get(os.environ.encodekey(variable))
+    key = _ENCODED_NAMES.get(variable)
+    if key is None:
+        key = _ENCODED_NAMES[variable] = os.environ.encodekey(variable)
+    value = data.get(key)
     return None if value is None else str(os.environ.decodevalue(value))
+
+
+_ENCODED_NAMES: dict[str, object] = {}
 
 
 def cuda_ext_enabled() -> bool:
@@ -313,12 +319,16 @@ _LOADED: dict[tuple[str, tuple[str, ...], str], bool] = {}
 # the CPU kernels, one library (each source registers its ops in plasticity_plugins_cpu)
 CPU_LIBRARY = "plasticity_plugins_cpu"
 CPU_SOURCES = ("k_winners.cpp", "stdp_conv2d.cpp", "stdp_linear.cpp", "decolle.cpp")
+_CPU_KEY = (CPU_LIBRARY, CPU_SOURCES, "CPU")  # the library's key in _LOADED
 
 
 def cpu_ops_available() -> bool:
     """Whether the ops of ``torch.ops.plasticity_plugins_cpu`` can be used: builds and loads the
     CPU library on the first call (see :func:`load_cpu_ops`)."""
-    return load_cpu_ops(CPU_LIBRARY, CPU_SOURCES)
+    if not cpu_ext_enabled():
+        return False
+    loaded = _LOADED.get(_CPU_KEY)  # asked at every step: the decided outcome, without _load
+    return load_cpu_ops(CPU_LIBRARY, CPU_SOURCES) if loaded is None else loaded
 
 
 def cpu_ops_accept(*tensors: torch.Tensor) -> bool:

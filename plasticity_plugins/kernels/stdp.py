@@ -347,7 +347,7 @@ def pair_stdp_accumulate_(
         >>> acc
         tensor([[0.2500]])
     """
-    if _compiled_conv_step_applies(pre, post, post_trace, acc, conv):
+    if conv is not None and _compiled_conv_step_applies(pre, post, post_trace, acc, conv):
         # A CPU Conv1d / Conv2d: the C++ kernel, one step at a time (it visits only the nonzero
         # spikes and keeps a step's maps in cache: several times faster than the dense weight
         # gradients, and than the sequence path's [T, B] maps for any T)

@@ -161,6 +161,14 @@ class PairView:
             x = self._x = self._input.unsqueeze(0)
         return x
 
+    def spike_pair(self) -> tuple[Tensor, Tensor]:
+        """``(x, s)``: the pre-synaptic input and the neuron's spikes mapped to the synapse's
+        output layout (:attr:`to_synapse_output`) in the input's dtype, ``[T, B, *in]`` and
+        ``[T, B, *out]``: the two factors of every STDP window."""
+        pre = self.x
+        post = self.to_synapse_output(self.neuron.s)
+        return pre, post if post.dtype == pre.dtype else post.to(pre.dtype)
+
     @property
     def steps(self) -> int:
         """Number of time steps in this call (``T``)."""

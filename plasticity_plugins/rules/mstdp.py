@@ -100,8 +100,7 @@ class MSTDP(WeightBounds):
 
     def _terms(self, view: PairView, state: RuleState) -> STDPTerms:
         """This call's pair-STDP terms; advances the traces."""
-        pre = view.x
-        post = view.to_synapse_output(view.neuron.s).to(pre.dtype)
+        pre, post = view.spike_pair()
         traces = sequence_state(
             view,
             state,

@@ -185,8 +185,7 @@ class STDP(WeightDependent):
 
     def step(self, view: PairView, state: RuleState) -> None:
         """Accumulate this call's STDP update of ``view.synapse.weight``; advance the traces."""
-        pre = view.x
-        post = view.to_synapse_output(view.neuron.s).to(pre.dtype)
+        pre, post = view.spike_pair()
         traces = sequence_state(
             view,
             state,

@@ -109,8 +109,7 @@ class TripletSTDP(WeightDependent):
 
     def step(self, view: PairView, state: RuleState) -> None:
         """Accumulate this call's triplet-STDP update; advance the four traces."""
-        pre = view.x
-        post = view.to_synapse_output(view.neuron.s).to(pre.dtype)
+        pre, post = view.spike_pair()
         pre_zeros, post_zeros = (pre, 0.0), (post, 0.0)
         stored = sequence_state(
             view,
