@@ -28,16 +28,31 @@ def per_step_ms(run: Run, inputs: torch.Tensor, repeats: int, warmup_steps: int)
     return 1e3 * min(_seconds_per_step(run, inputs) for _ in range(repeats))
 
 
-def interleaved_ms(
+def interleaved_rounds(
     runs: dict[str, tuple[Run, torch.Tensor]], repeats: int, warmup_steps: int
-) -> dict[str, float]:
-    """Best ms per step of each ``(run, inputs)``, the runs taking turns within every repeat, so
-    that the ratios between them hold while the load of a shared machine drifts. Each timed call
-    follows a warm-up call of its own on the first ``warmup_steps`` steps (SpikingJelly's
-    TorchScript functions re-specialise when another network ran in between)."""
-    best = dict.fromkeys(runs, float("inf"))
+) -> dict[str, list[float]]:
+    """ms per step of each ``(run, inputs)`` in each of ``repeats`` rounds, the runs taking
+    turns within every round, so that the ratios between them hold while the load of a shared
+    machine drifts. Each timed call follows a warm-up call of its own on the first
+    ``warmup_steps`` steps (SpikingJelly's TorchScript functions re-specialise when another
+    network ran in between)."""
+    rounds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, (run, inputs) in runs.items():
             run(inputs[:warmup_steps])
-            best[name] = min(best[name], _seconds_per_step(run, inputs))
-    return {name: 1e3 * seconds for name, seconds in best.items()}
+            rounds[name].append(1e3 * _seconds_per_step(run, inputs))
+    return rounds
+
+
+def interleaved_ms(
+    runs: dict[str, tuple[Run, torch.Tensor]], repeats: int, warmup_steps: int
+) -> dict[str, float]:
+    """Best ms per step of each run over :func:`interleaved_rounds`."""
+    return {
+        name: min(times) for name, times in interleaved_rounds(runs, repeats, warmup_steps).items()
+    }
+
+
+def round_ratios(numerator: list[float], denominator: list[float]) -> list[float]:
+    """The ratio of two interleaved runs in each round (timed back to back)."""
+    return [a / b for a, b in zip(numerator, denominator, strict=True)]

@@ -17,7 +17,9 @@ the two dense products and trace updates it replaces, 10 % spikes on both sides,
 The first three are timed in turns (bare, adapter, STDP, bare, ...: the best of ``--repeats``
 each), so their ratios hold while the load of a shared machine drifts. Prints the ratios the
 project targets: adapter overhead <= 1.15x the bare forward, our STDP's added
-cost <= 1x the bare forward, >= 30x faster than STDPLearner, faster than Norse's update.
+cost <= 1x the bare forward, >= 30x faster than STDPLearner, faster than Norse's update; and,
+for the first two, the same ratios within each round (median, and in how many rounds the
+target held), which show how far the machine's load moves them.
 
     python benchmarks/stdp_linear.py [--steps 100] [--repeats 15] [--threads 2]
                                       [--weight-scale 0.013] [--kernel-shapes]
@@ -26,10 +28,11 @@ cost <= 1x the bare forward, >= 30x faster than STDPLearner, faster than Norse's
 from __future__ import annotations
 
 import argparse
+import statistics
 from collections.abc import Callable
 
 import torch
-from _timing import interleaved_ms, per_step_ms
+from _timing import interleaved_ms, interleaved_rounds, per_step_ms, round_ratios
 from torch import nn
 
 import plasticity_plugins
@@ -119,6 +122,7 @@ def main() -> None:
     inputs = (torch.rand(args.steps, BATCH, N_IN) < 0.1).float()
     weight = torch.rand(N_OUT, N_IN) * args.weight_scale
     rows: dict[str, float] = {}
+    rounds: dict[str, list[float]] = {}
 
     from spikingjelly.activation_based import functional, learning
 
@@ -149,7 +153,8 @@ def main() -> None:
                 reset = handle.reset
             runs[f"{framework} {label}"] = stepper(net, reset)
         timed = {name: (run, inputs) for name, run in runs.items()}
-        rows.update(interleaved_ms(timed, args.repeats, warmup_steps=10))
+        rounds.update(interleaved_rounds(timed, args.repeats, warmup_steps=10))
+    rows.update({name: min(times) for name, times in rounds.items()})
     for handle in handles:
         handle.detach()
 
@@ -197,6 +202,19 @@ def main() -> None:
         print(
             f"  {framework}: adapter overhead {rows[f'{framework} forward + adapter'] / bare:.2f}x "
             f"[<= 1.15]; STDP added cost {ours_added / bare:.2f}x forward [<= 1]"
+        )
+        # the same ratios in each round (the three runs timed back to back): their spread shows
+        # how far this machine's load moves them
+        bare_rounds = rounds[f"{framework} forward"]
+        adapter = round_ratios(rounds[f"{framework} forward + adapter"], bare_rounds)
+        added = [
+            r - 1 for r in round_ratios(rounds[f"{framework} forward + our STDP"], bare_rounds)
+        ]
+        print(
+            f"    per round ({len(bare_rounds)}): adapter median "
+            f"{statistics.median(adapter):.2f}x, <= 1.15 in {sum(r <= 1.15 for r in adapter)}; "
+            "STDP added median "
+            f"{statistics.median(added):.2f}x, <= 1 in {sum(r <= 1 for r in added)}"
         )
     sj_bare = rows["spikingjelly forward"]
     ours_sj_added = rows["spikingjelly forward + our STDP"] - sj_bare

@@ -116,7 +116,9 @@ def test_stdp_linear_benchmark_smoke():
     pytest.importorskip("snntorch")
     pytest.importorskip("spikingjelly")
     pytest.importorskip("norse")
-    out = run("benchmarks/stdp_linear.py", "--steps", "10", "--repeats", "1", "--kernel-shapes")
+    out = run("benchmarks/stdp_linear.py", "--steps", "10", "--repeats", "2", "--kernel-shapes")
     for ratio in ("adapter overhead", "STDP added cost", "STDPLearner added cost / ours"):
         assert re.search(rf"{ratio}[^\n]*[\d.]+x", out), out
+    per_round = r"per round \(2\): adapter median [\d.]+x, <= 1.15 in [0-2]; STDP added median"
+    assert len(re.findall(per_round, out)) == 2, out
     assert len(re.findall(r"kernel [\d.]+ ms, two dense products [\d.]+ ms", out)) == 5, out
