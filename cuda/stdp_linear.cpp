@@ -330,14 +330,11 @@ int64_t count_nonzero(const scalar_t* data, int64_t n) {
   return count;
 }
 
-// The fraction of nonzero entries of a contiguous float32 / float64 tensor.
-double spike_fraction(const at::Tensor& spikes) {
-  if (spikes.numel() == 0) return 0.0;
-  int64_t count = 0;
-  AT_DISPATCH_FLOATING_TYPES(spikes.scalar_type(), "spike_fraction", [&] {
-    count = count_nonzero(spikes.const_data_ptr<scalar_t>(), spikes.numel());
-  });
-  return static_cast<double>(count) / static_cast<double>(spikes.numel());
+// The fraction of nonzero entries among data[0 .. n).
+template <typename scalar_t>
+double spike_fraction(const scalar_t* data, int64_t n) {
+  if (n == 0) return 0.0;
+  return static_cast<double>(count_nonzero(data, n)) / static_cast<double>(n);
 }
 
 std::tuple<at::Tensor, at::Tensor> pair_stdp_linear_cpu(
@@ -372,8 +369,7 @@ std::tuple<at::Tensor, at::Tensor> pair_stdp_linear_cpu(
                   out < std::numeric_limits<int32_t>::max() - kLanes &&
                   batch < std::numeric_limits<int32_t>::max(),
               name, ": sizes beyond 32-bit positions");
-  const at::Tensor pre_c = pre.contiguous().view({steps, batch, in});
-  const at::Tensor post_c = post.contiguous().view({steps, batch, out});
+  const at::Tensor pre_c = pre.contiguous(), post_c = post.contiguous();
   // each step reads the traces of the step before and writes the other buffer of the pair (one
   // step needs one buffer each)
   at::Tensor pre_traces[2], post_traces[2];
@@ -385,27 +381,35 @@ std::tuple<at::Tensor, at::Tensor> pair_stdp_linear_cpu(
   if (steps == 0) return {pre_before.clone(), post_before.clone()};
   at::Tensor target = acc;  // the dense products add into acc itself
   for (int64_t t = 0; t < steps; ++t) {
-    const at::Tensor pre_t = pre_c[t], post_t = post_c[t];
     const at::Tensor& pre_after = pre_traces[t % 2];
     const at::Tensor& post_after = post_traces[t % 2];
-    // a term whose spike factor is dense is one dense product (faster there than visiting spikes)
-    const bool dense_causal = causal_scale != 0 && spike_fraction(post_t) > kDenseFraction;
-    const bool dense_anti = anti_scale != 0 && spike_fraction(pre_t) > kDenseFraction;
+    bool dense_causal = false, dense_anti = false;
     AT_DISPATCH_FLOATING_TYPES(dtype, name, [&] {
-      trace_step(pre_before.const_data_ptr<scalar_t>(), pre_t.const_data_ptr<scalar_t>(),
-                 batch * in, static_cast<scalar_t>(pre_decay), nearest,
-                 pre_after.mutable_data_ptr<scalar_t>());
-      run<scalar_t>(acc.mutable_data_ptr<scalar_t>(), pre_t.const_data_ptr<scalar_t>(),
-                    pre_after.const_data_ptr<scalar_t>(), post_t.const_data_ptr<scalar_t>(),
-                    post_before.const_data_ptr<scalar_t>(), batch, in, out,
+      // step t of each sequence by its address (no tensor per step unless a product needs one)
+      const scalar_t* pre_t = pre_c.const_data_ptr<scalar_t>() + t * batch * in;
+      const scalar_t* post_t = post_c.const_data_ptr<scalar_t>() + t * batch * out;
+      // a term whose spike factor is dense is one dense product (faster there than visiting
+      // spikes)
+      dense_causal = causal_scale != 0 && spike_fraction(post_t, batch * out) > kDenseFraction;
+      dense_anti = anti_scale != 0 && spike_fraction(pre_t, batch * in) > kDenseFraction;
+      trace_step(pre_before.const_data_ptr<scalar_t>(), pre_t, batch * in,
+                 static_cast<scalar_t>(pre_decay), nearest, pre_after.mutable_data_ptr<scalar_t>());
+      run<scalar_t>(acc.mutable_data_ptr<scalar_t>(), pre_t, pre_after.const_data_ptr<scalar_t>(),
+                    post_t, post_before.const_data_ptr<scalar_t>(), batch, in, out,
                     static_cast<scalar_t>(dense_causal ? 0.0 : causal_scale),
                     static_cast<scalar_t>(dense_anti ? 0.0 : anti_scale));
-      trace_step(post_before.const_data_ptr<scalar_t>(), post_t.const_data_ptr<scalar_t>(),
-                 batch * out, static_cast<scalar_t>(post_decay), nearest,
+      trace_step(post_before.const_data_ptr<scalar_t>(), post_t, batch * out,
+                 static_cast<scalar_t>(post_decay), nearest,
                  post_after.mutable_data_ptr<scalar_t>());
     });
-    if (dense_causal) target.addmm_(post_t.t(), pre_after, 1.0, causal_scale);
-    if (dense_anti) target.addmm_(post_before.t(), pre_t, 1.0, anti_scale);
+    if (dense_causal) {
+      const at::Tensor post_t = post_c.view({steps, batch, out})[t];
+      target.addmm_(post_t.t(), pre_after, 1.0, causal_scale);
+    }
+    if (dense_anti) {
+      const at::Tensor pre_t = pre_c.view({steps, batch, in})[t];
+      target.addmm_(post_before.t(), pre_t, 1.0, anti_scale);
+    }
     pre_before = pre_after;
     post_before = post_after;
   }
