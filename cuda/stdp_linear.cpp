@@ -41,6 +41,7 @@
 #include <limits>
 #include <optional>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "stdp_cpu.h"
@@ -230,14 +231,20 @@ struct PaddedRows {
   }
 };
 
+// Whether a term whose spike factor (a [B, n] map) has `count` nonzero entries is a dense product.
+bool dense_term(size_t count, int64_t batch, int64_t n) {
+  return static_cast<double>(count) / static_cast<double>(batch * n) > kDenseFraction;
+}
+
+// Adds the terms whose spikes are sparse; returns which terms are dense (causal, anti-causal):
+// the caller adds those as products.
 template <typename scalar_t>
-void run(scalar_t* acc, const scalar_t* pre, const scalar_t* pre_trace, const scalar_t* post,
-         const scalar_t* post_trace, int64_t batch, int64_t in, int64_t out, scalar_t causal_scale,
-         scalar_t anti_scale) {
-  const bool causal = causal_scale != scalar_t(0), anti = anti_scale != scalar_t(0);
-  const PaddedRows<scalar_t> post_trace_rows(post_trace, anti ? batch : 0, out);
+std::pair<bool, bool> run(scalar_t* acc, const scalar_t* pre, const scalar_t* pre_trace,
+                          const scalar_t* post, const scalar_t* post_trace, int64_t batch,
+                          int64_t in, int64_t out, scalar_t causal_scale, scalar_t anti_scale) {
+  bool causal = causal_scale != scalar_t(0), anti = anti_scale != scalar_t(0);
   // the two spike lists are built side by side (each a serial scan of its map) when they are
-  // long enough to repay a second thread
+  // long enough to repay a second thread; their lengths also decide which terms are dense
   std::optional<ByPosition<scalar_t>> pre_list, post_list;
   const int64_t list_grain = batch * (in + out) >= kParallelListEntries ? 1 : 2;
   at::parallel_for(0, 2, list_grain, [&](int64_t begin, int64_t end) {
@@ -250,6 +257,11 @@ void run(scalar_t* acc, const scalar_t* pre, const scalar_t* pre_trace, const sc
   });
   const ByPosition<scalar_t>& pre_by_column = *pre_list;
   const ByPosition<scalar_t>& post_by_row = *post_list;
+  const bool dense_causal = causal && dense_term(post_by_row.entries.size(), batch, out);
+  const bool dense_anti = anti && dense_term(pre_by_column.entries.size(), batch, in);
+  causal = causal && !dense_causal;
+  anti = anti && !dense_anti;
+  const PaddedRows<scalar_t> post_trace_rows(post_trace, anti ? batch : 0, out);
   const int64_t row_blocks = (out + kBlockRows - 1) / kBlockRows;
   // column blocks of near-equal width (a multiple of kLanes), at most kBlockColumns
   const int64_t column_blocks = (in + kBlockColumns - 1) / kBlockColumns;
@@ -320,21 +332,7 @@ void run(scalar_t* acc, const scalar_t* pre, const scalar_t* pre_trace, const sc
       }
     }
   });
-}
-
-template <typename scalar_t>
-int64_t count_nonzero(const scalar_t* data, int64_t n) {
-  int64_t count = 0;
-#pragma omp simd reduction(+ : count)
-  for (int64_t k = 0; k < n; ++k) count += data[k] != scalar_t(0);
-  return count;
-}
-
-// The fraction of nonzero entries among data[0 .. n).
-template <typename scalar_t>
-double spike_fraction(const scalar_t* data, int64_t n) {
-  if (n == 0) return 0.0;
-  return static_cast<double>(count_nonzero(data, n)) / static_cast<double>(n);
+  return {dense_causal, dense_anti};
 }
 
 std::tuple<at::Tensor, at::Tensor> pair_stdp_linear_cpu(
@@ -388,16 +386,14 @@ std::tuple<at::Tensor, at::Tensor> pair_stdp_linear_cpu(
       // step t of each sequence by its address (no tensor per step unless a product needs one)
       const scalar_t* pre_t = pre_c.const_data_ptr<scalar_t>() + t * batch * in;
       const scalar_t* post_t = post_c.const_data_ptr<scalar_t>() + t * batch * out;
-      // a term whose spike factor is dense is one dense product (faster there than visiting
-      // spikes)
-      dense_causal = causal_scale != 0 && spike_fraction(post_t, batch * out) > kDenseFraction;
-      dense_anti = anti_scale != 0 && spike_fraction(pre_t, batch * in) > kDenseFraction;
       trace_step(pre_before.const_data_ptr<scalar_t>(), pre_t, batch * in,
                  static_cast<scalar_t>(pre_decay), nearest, pre_after.mutable_data_ptr<scalar_t>());
-      run<scalar_t>(acc.mutable_data_ptr<scalar_t>(), pre_t, pre_after.const_data_ptr<scalar_t>(),
-                    post_t, post_before.const_data_ptr<scalar_t>(), batch, in, out,
-                    static_cast<scalar_t>(dense_causal ? 0.0 : causal_scale),
-                    static_cast<scalar_t>(dense_anti ? 0.0 : anti_scale));
+      // a term whose spike factor is dense is one dense product (faster there than visiting
+      // spikes), added below
+      std::tie(dense_causal, dense_anti) = run<scalar_t>(
+          acc.mutable_data_ptr<scalar_t>(), pre_t, pre_after.const_data_ptr<scalar_t>(), post_t,
+          post_before.const_data_ptr<scalar_t>(), batch, in, out,
+          static_cast<scalar_t>(causal_scale), static_cast<scalar_t>(anti_scale));
       trace_step(post_before.const_data_ptr<scalar_t>(), post_t, batch * out,
                  static_cast<scalar_t>(post_decay), nearest,
                  post_after.mutable_data_ptr<scalar_t>());
