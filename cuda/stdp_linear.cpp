@@ -213,22 +213,26 @@ void add_row_sums<float>(const Entry<float>* begin, const Entry<float>* end,
 }
 #endif
 
-// The row-major [B, n] map post_trace as rows of a multiple of kBlockRows entries (zero-padded
-// when n is not one already, else the map itself).
+// The row-major [B, n] map post_trace in blocks of kBlockRows entries per sample: the block from
+// entry first of sample b starts at rows(first) + b * stride(first). Whole blocks are read from
+// the map itself; a last, partial block from a zero-padded copy of it ([B, kBlockRows]), so that
+// reading kBlockRows entries never runs past the map.
 template <typename scalar_t>
-struct PaddedRows {
-  std::vector<scalar_t> copy;
-  const scalar_t* data;
-  int64_t stride;
+struct BlockRows {
+  const scalar_t* map;
+  int64_t n;
+  int64_t whole;  // entries in whole blocks
+  std::vector<scalar_t> tail;
 
-  PaddedRows(const scalar_t* map, int64_t batch, int64_t n)
-      : data(map), stride((n + kBlockRows - 1) / kBlockRows * kBlockRows) {
-    if (stride == n) return;
-    copy.assign(batch * stride, scalar_t(0));
+  BlockRows(const scalar_t* map, int64_t batch, int64_t n)
+      : map(map), n(n), whole(n / kBlockRows * kBlockRows) {
+    if (whole == n || batch == 0) return;
+    tail.assign(batch * kBlockRows, scalar_t(0));
     for (int64_t b = 0; b < batch; ++b)
-      std::copy(map + b * n, map + (b + 1) * n, copy.data() + b * stride);
-    data = copy.data();
+      std::copy(map + b * n + whole, map + (b + 1) * n, tail.data() + b * kBlockRows);
   }
+  const scalar_t* rows(int64_t first) const { return first < whole ? map + first : tail.data(); }
+  int64_t stride(int64_t first) const { return first < whole ? n : kBlockRows; }
 };
 
 // Whether a term whose spike factor (a [B, n] map) has `count` nonzero entries is a dense product.
@@ -261,7 +265,7 @@ std::pair<bool, bool> run(scalar_t* acc, const scalar_t* pre, const scalar_t* pr
   const bool dense_anti = anti && dense_term(pre_by_column.entries.size(), batch, in);
   causal = causal && !dense_causal;
   anti = anti && !dense_anti;
-  const PaddedRows<scalar_t> post_trace_rows(post_trace, anti ? batch : 0, out);
+  const BlockRows<scalar_t> post_trace_rows(post_trace, anti ? batch : 0, out);
   const int64_t row_blocks = (out + kBlockRows - 1) / kBlockRows;
   // column blocks of near-equal width (a multiple of kLanes), at most kBlockColumns
   const int64_t column_blocks = (in + kBlockColumns - 1) / kBlockColumns;
@@ -303,7 +307,8 @@ std::pair<bool, bool> run(scalar_t* acc, const scalar_t* pre, const scalar_t* pr
             const int64_t column = chunk + c;
             if (column < last_column && pre_by_column.begin(column) != pre_by_column.end(column)) {
               column_sums(pre_by_column.begin(column), pre_by_column.end(column),
-                          post_trace_rows.data + first_row, post_trace_rows.stride, column_sum);
+                          post_trace_rows.rows(first_row), post_trace_rows.stride(first_row),
+                          column_sum);
               group_used[g] = true;
             } else {
               std::fill(column_sum, column_sum + kBlockRows, scalar_t(0));
