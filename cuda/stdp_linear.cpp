@@ -79,21 +79,27 @@ struct ByPosition {
   std::vector<Entry<scalar_t>> entries;
 
   ByPosition(const scalar_t* spikes, int64_t batch, int64_t n, scalar_t scale) : start(n + 1, 0) {
-    std::vector<int32_t> offset(n + 8);  // nonzeros writes up to eight entries past the count
-    std::vector<scalar_t> value(n + 8);
-    std::vector<int32_t> all_offset;
-    std::vector<scalar_t> all_value;
+    // every sample's nonzeros packed one after another, in this thread's scratch buffers (they
+    // keep their size from call to call: the most nonzeros seen, plus a sample's worth)
+    thread_local std::vector<int32_t> all_offset;
+    thread_local std::vector<scalar_t> all_value;
     std::vector<int64_t> sample_end(batch);
+    int64_t total = 0;
     for (int64_t b = 0; b < batch; ++b) {
-      const int64_t count = nonzeros(spikes + b * n, 1, n, 0, 0, offset.data(), value.data());
-      all_offset.insert(all_offset.end(), offset.begin(), offset.begin() + count);
-      all_value.insert(all_value.end(), value.begin(), value.begin() + count);
-      sample_end[b] = static_cast<int64_t>(all_offset.size());
+      // room for the whole sample: nonzeros writes up to eight entries past its count
+      const auto needed = static_cast<size_t>(total + n + 8);
+      if (all_offset.size() < needed) {
+        all_offset.resize(std::max(needed, 2 * all_offset.size()));
+        all_value.resize(all_offset.size());
+      }
+      total += nonzeros(spikes + b * n, 1, n, 0, 0, all_offset.data() + total,
+                        all_value.data() + total);
+      sample_end[b] = total;
     }
-    for (const int32_t at : all_offset) ++start[at + 1];
+    for (int64_t k = 0; k < total; ++k) ++start[all_offset[k] + 1];
     for (int64_t p = 1; p <= n; ++p) start[p] += start[p - 1];
     std::vector<int64_t> cursor(start.begin(), start.end() - 1);
-    entries.resize(all_offset.size());
+    entries.resize(total);
     int64_t k = 0;
     for (int64_t b = 0; b < batch; ++b)
       for (; k < sample_end[b]; ++k)
