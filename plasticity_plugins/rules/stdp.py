@@ -194,8 +194,6 @@ class STDP(WeightDependent):
         )
         weight = view.synapse.weight
         assert isinstance(weight, Tensor)
-        # additive (the default): no factors, without a call per step to find that out
-        factors = None if self.weight_dependence == "additive" else self.weight_factors(weight)
         state["pre_trace"], state["post_trace"] = pair_stdp_accumulate_(
             view.sink.accumulator(weight),
             pre,
@@ -209,5 +207,5 @@ class STDP(WeightDependent):
             alpha=view.sink.hebbian_factor / pre.shape[1],
             kind=self.trace,
             conv=conv_geometry(view.synapse),
-            factors=factors,
+            factors=self.weight_factors(weight),
         )
