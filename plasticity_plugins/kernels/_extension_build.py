@@ -319,16 +319,12 @@ _LOADED: dict[tuple[str, tuple[str, ...], str], bool] = {}
 # the CPU kernels, one library (each source registers its ops in plasticity_plugins_cpu)
 CPU_LIBRARY = "plasticity_plugins_cpu"
 CPU_SOURCES = ("k_winners.cpp", "stdp_conv2d.cpp", "stdp_linear.cpp", "decolle.cpp")
-_CPU_KEY = (CPU_LIBRARY, CPU_SOURCES, "CPU")  # the library's key in _LOADED
 
 
 def cpu_ops_available() -> bool:
     """Whether the ops of ``torch.ops.plasticity_plugins_cpu`` can be used: builds and loads the
     CPU library on the first call (see :func:`load_cpu_ops`)."""
-    if not cpu_ext_enabled():
-        return False
-    loaded = _LOADED.get(_CPU_KEY)  # asked at every step: the decided outcome, without _load
-    return load_cpu_ops(CPU_LIBRARY, CPU_SOURCES) if loaded is None else loaded
+    return load_cpu_ops(CPU_LIBRARY, CPU_SOURCES)
 
 
 def cpu_ops_accept(*tensors: torch.Tensor) -> bool:
